@@ -1,0 +1,45 @@
+"""
+### Sitecore orders → Stripe PaymentIntents
+
+Every 5 minutes, reads the OrderCloud orders whose `LastUpdated` falls in the run's data interval
+(re-reading 10 minutes before it, because OrderCloud's order list trails writes) and, for each
+submitted order not yet linked:
+
+1. creates a Stripe PaymentIntent for the exact total in the currency's minor units, with the
+   order id in `metadata.sitecore_order_id` and a deterministic idempotency key;
+2. links order and PaymentIntent in the state database;
+3. writes `xp.PaymentStatus = AwaitingPayment` and `xp.StripePaymentIntentID` back to the order.
+
+Orders whose amount Stripe cannot take exactly go to the dead-letter table with the reason.
+Reruns and backfills of any interval are safe: nothing is created twice.
+
+Connections: `ordercloud_default`, `stripe_default`, `stripe_sitecore_state` (optional).
+"""
+
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
+from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START_DATE
+
+
+@dag(
+    dag_id="sitecore_orders_to_stripe",
+    schedule=CronDataIntervalTimetable(EVERY_FIVE_MINUTES, timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["stripe", "ordercloud", "order-to-cash"],
+    doc_md=__doc__,
+)
+def sitecore_orders_to_stripe():
+    @task
+    def push_orders_to_stripe() -> dict[str, int]:
+        """Create PaymentIntents for the interval's new orders; returns the run summary."""
+        from stripe_sitecore.runtime import orders_to_stripe
+
+        return orders_to_stripe(get_current_context())
+
+    push_orders_to_stripe()
+
+
+sitecore_orders_to_stripe()

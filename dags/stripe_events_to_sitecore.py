@@ -1,0 +1,45 @@
+"""
+### Stripe events → Sitecore orders
+
+Every 5 minutes, reads the Stripe events created in the run's data interval (re-reading 10 minutes
+before it, since Stripe lists trail `created`) of the types
+`payment_intent.succeeded|payment_failed|requires_action|canceled`, skips events already
+processed, re-reads the current PaymentIntent, and moves the order forward only:
+
+- succeeded → OrderCloud payment (ID = PaymentIntent id, accepted) with a transaction
+  (ID = charge id), `xp.PaymentStatus = Paid`, and an ERP outbox message written in the same
+  state-database transaction as the ledger update;
+- payment failed / requires action / canceled → the matching `xp.PaymentStatus`, with Stripe's
+  failure reason.
+
+Duplicate and out-of-order events change nothing. Connections: `stripe_default`,
+`ordercloud_default`, `stripe_sitecore_state` (optional).
+"""
+
+from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+
+from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START_DATE
+
+
+@dag(
+    dag_id="stripe_events_to_sitecore",
+    schedule=CronDataIntervalTimetable(EVERY_FIVE_MINUTES, timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["stripe", "ordercloud", "order-to-cash"],
+    doc_md=__doc__,
+)
+def stripe_events_to_sitecore():
+    @task
+    def apply_payment_events() -> dict[str, int]:
+        """Move orders forward from the interval's Stripe payment events; returns the summary."""
+        from stripe_sitecore.runtime import stripe_events_to_sitecore as run
+
+        return run(get_current_context())
+
+    apply_payment_events()
+
+
+stripe_events_to_sitecore()

@@ -1,0 +1,55 @@
+"""What every flow shares: the data window, the run summary, per-record failure handling."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Window:
+    """A run's data interval ``[start, end)``, plus how far back to re-read for late arrivals."""
+
+    start: datetime
+    end: datetime
+    overlap: timedelta = timedelta(0)
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware (UTC)")
+        if self.end <= self.start:
+            raise ValueError(f"empty window: start {self.start} is not before end {self.end}")
+
+    @property
+    def read_from(self) -> datetime:
+        return self.start - self.overlap
+
+
+@dataclass
+class RunSummary:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        counts = asdict(self)
+        counts.pop("failures")
+        return counts
+
+    def log(self, logger: logging.Logger, what: str) -> None:
+        logger.info("%s: %s", what, ", ".join(f"{k}={v}" for k, v in self.as_dict().items()))
+
+    def raise_if_failed(self, what: str) -> None:
+        """Fail the task after the whole batch ran, so Airflow retries only what is left."""
+        if self.failed:
+            shown = "; ".join(self.failures[:10])
+            raise BatchIncomplete(f"{what}: {self.failed} record(s) failed: {shown}")
+
+
+class BatchIncomplete(RuntimeError):
+    """Some records hit errors that a retry may cure; the rest of the batch was processed."""

@@ -1,0 +1,54 @@
+"""The glue between an Airflow task and a flow: connections to clients, the run to a window.
+
+Imported inside tasks only (it pulls in the Stripe SDK and SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from stripe_sitecore.flows import order_to_cash
+from stripe_sitecore.flows.common import Window
+from stripe_sitecore.hooks.ordercloud import OrderCloudHook
+from stripe_sitecore.hooks.state import StateStoreHook
+from stripe_sitecore.hooks.stripe import StripeHook
+
+
+def window_from_context(context: dict[str, Any], overlap: timedelta, default_length: timedelta):
+    """The run's data interval; a manual run without one reads the interval ending at run_after."""
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is None or end is None or start == end:
+        end = context["dag_run"].run_after
+        start = end - default_length
+    return Window(start=start, end=end, overlap=overlap)
+
+
+def orders_to_stripe(context: dict[str, Any]) -> dict[str, int]:
+    window = window_from_context(
+        context, order_to_cash.ORDER_LIST_OVERLAP, default_length=timedelta(minutes=5)
+    )
+    store = StateStoreHook().get_conn()
+    try:
+        summary = order_to_cash.sync_orders_to_stripe(
+            OrderCloudHook().get_conn(), StripeHook().get_conn(), store, window
+        )
+    finally:
+        store.dispose()
+    summary.raise_if_failed("sitecore_orders_to_stripe")
+    return summary.as_dict()
+
+
+def stripe_events_to_sitecore(context: dict[str, Any]) -> dict[str, int]:
+    window = window_from_context(
+        context, order_to_cash.STRIPE_EVENT_OVERLAP, default_length=timedelta(minutes=5)
+    )
+    store = StateStoreHook().get_conn()
+    try:
+        summary = order_to_cash.apply_stripe_events(
+            StripeHook().get_conn(), OrderCloudHook().get_conn(), store, window
+        )
+    finally:
+        store.dispose()
+    summary.raise_if_failed("stripe_events_to_sitecore")
+    return summary.as_dict()

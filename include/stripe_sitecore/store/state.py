@@ -1,0 +1,329 @@
+"""Repositories over the state database: cursors, processed events, links, outbox, dead letters.
+
+Every write that a retry may repeat is an upsert in the dialect's own syntax
+(``INSERT ... ON CONFLICT``), so a task that dies after committing and runs again changes nothing.
+Work that must be atomic (the ledger update and its outbox row) shares one ``StateTx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from stripe_sitecore.store import models
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# Payment states of an order as our ledger sees them. A state only moves to one of equal or
+# higher rank, so an event that arrives late cannot undo a later one (DESIGN.md rule 2).
+ORDER_STATE_RANK = {
+    "awaiting_payment": 10,
+    "payment_failed": 20,
+    "requires_action": 20,
+    "canceled": 40,
+    "paid": 50,
+    "partially_refunded": 60,
+    "refunded": 70,
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class OrderLink:
+    backend: str
+    order_id: str
+    payment_intent_id: str | None
+    stripe_customer_id: str | None
+    latest_charge_id: str | None
+    state: str
+    amount_minor: int
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    topic: str
+    message_key: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+
+
+def _insert(conn: sa.Connection, table: sa.Table):
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"state store supports sqlite and postgresql, not {dialect}")
+
+
+class StateTx:
+    """The repositories, bound to one database transaction."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    # --- sync cursors -------------------------------------------------------------------
+    def get_cursor(self, stream: str) -> str | None:
+        t = models.sync_cursors
+        return self.conn.scalar(sa.select(t.c.position).where(t.c.stream == stream))
+
+    def set_cursor(self, stream: str, position: str) -> None:
+        t = models.sync_cursors
+        stmt = _insert(self.conn, t).values(stream=stream, position=position, updated_at=utcnow())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.stream],
+            set_={"position": stmt.excluded.position, "updated_at": stmt.excluded.updated_at},
+        )
+        self.conn.execute(stmt)
+
+    # --- processed events ---------------------------------------------------------------
+    def processed_event_ids(self, event_ids: list[str]) -> set[str]:
+        t = models.processed_events
+        if not event_ids:
+            return set()
+        rows = self.conn.scalars(sa.select(t.c.event_id).where(t.c.event_id.in_(event_ids)))
+        return set(rows)
+
+    def mark_event_processed(
+        self,
+        event_id: str,
+        *,
+        source: str,
+        event_type: str,
+        event_created: datetime | None,
+        outcome: str,
+    ) -> bool:
+        """Record an event as handled; False if it already was (another run got there first)."""
+        t = models.processed_events
+        stmt = (
+            _insert(self.conn, t)
+            .values(
+                event_id=event_id,
+                source=source,
+                event_type=event_type,
+                event_created=event_created,
+                outcome=outcome,
+                processed_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.event_id])
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    # --- order links ------------------------------------------------------------------
+    def get_order_link(self, backend: str, order_id: str) -> OrderLink | None:
+        t = models.order_links
+        row = self.conn.execute(
+            sa.select(t).where(t.c.backend == backend, t.c.order_id == order_id)
+        ).one_or_none()
+        return OrderLink(**row._mapping) if row else None
+
+    def link_order(
+        self,
+        *,
+        backend: str,
+        order_id: str,
+        payment_intent_id: str,
+        amount_minor: int,
+        currency: str,
+        stripe_customer_id: str | None = None,
+        state: str = "awaiting_payment",
+    ) -> OrderLink:
+        """Link an order to its PaymentIntent; an existing link keeps its state."""
+        t = models.order_links
+        now = utcnow()
+        stmt = _insert(self.conn, t).values(
+            backend=backend,
+            order_id=order_id,
+            payment_intent_id=payment_intent_id,
+            stripe_customer_id=stripe_customer_id,
+            state=state,
+            amount_minor=amount_minor,
+            currency=currency.lower(),
+            created_at=now,
+            updated_at=now,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.backend, t.c.order_id],
+            set_={
+                "payment_intent_id": stmt.excluded.payment_intent_id,
+                "amount_minor": stmt.excluded.amount_minor,
+                "currency": stmt.excluded.currency,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        self.conn.execute(stmt)
+        link = self.get_order_link(backend, order_id)
+        assert link is not None
+        return link
+
+    def advance_order_state(
+        self, backend: str, order_id: str, state: str, *, latest_charge_id: str | None = None
+    ) -> bool:
+        """Move the order's ledger state forward only; False if it would go backwards."""
+        if state not in ORDER_STATE_RANK:
+            raise ValueError(f"unknown order state {state!r}")
+        t = models.order_links
+        lower_states = [
+            s for s, rank in ORDER_STATE_RANK.items() if rank <= ORDER_STATE_RANK[state]
+        ]
+        values: dict[str, Any] = {"state": state, "updated_at": utcnow()}
+        if latest_charge_id is not None:
+            values["latest_charge_id"] = latest_charge_id
+        result = self.conn.execute(
+            sa.update(t)
+            .where(t.c.backend == backend, t.c.order_id == order_id, t.c.state.in_(lower_states))
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    # --- outbox -----------------------------------------------------------------------
+    def enqueue(self, topic: str, message_key: str, payload: dict[str, Any]) -> bool:
+        """Add a message once per (topic, key); False if it was already queued."""
+        t = models.outbox
+        now = utcnow()
+        stmt = (
+            _insert(self.conn, t)
+            .values(
+                topic=topic,
+                message_key=message_key,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.topic, t.c.message_key])
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def pending_messages(self, topic: str, limit: int = 100) -> list[OutboxMessage]:
+        t = models.outbox
+        rows = self.conn.execute(
+            sa.select(t.c.id, t.c.topic, t.c.message_key, t.c.payload, t.c.status, t.c.attempts)
+            .where(t.c.topic == topic, t.c.status == "pending")
+            .order_by(t.c.id)
+            .limit(limit)
+        )
+        return [OutboxMessage(**row._mapping) for row in rows]
+
+    def finish_message(self, message_id: int, *, error: str | None = None, give_up: bool = False):
+        """Mark a delivery attempt: done on success, pending or dead after a failure."""
+        t = models.outbox
+        status = "done" if error is None else ("dead" if give_up else "pending")
+        self.conn.execute(
+            sa.update(t)
+            .where(t.c.id == message_id)
+            .values(
+                status=status,
+                attempts=t.c.attempts + 1,
+                last_error=error,
+                updated_at=utcnow(),
+            )
+        )
+
+    # --- dead letters -----------------------------------------------------------------
+    def quarantine(
+        self, *, source: str, record_key: str, record: dict[str, Any], rule: str, reason: str
+    ) -> None:
+        """Dead-letter a record; seeing the same failure again bumps attempts and last_seen."""
+        t = models.dead_letters
+        now = utcnow()
+        stmt = _insert(self.conn, t).values(
+            source=source,
+            record_key=record_key,
+            record=record,
+            rule=rule,
+            reason=reason,
+            first_seen=now,
+            last_seen=now,
+            attempts=1,
+            status="open",
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[t.c.source, t.c.record_key, t.c.rule],
+            set_={
+                "record": stmt.excluded.record,
+                "reason": stmt.excluded.reason,
+                "last_seen": stmt.excluded.last_seen,
+                "attempts": t.c.attempts + 1,
+                "status": "open",
+            },
+        )
+        self.conn.execute(stmt)
+
+    def open_dead_letters(self, source: str | None = None) -> list[dict[str, Any]]:
+        t = models.dead_letters
+        query = sa.select(t).where(t.c.status == "open").order_by(t.c.id)
+        if source is not None:
+            query = query.where(t.c.source == source)
+        return [dict(row._mapping) for row in self.conn.execute(query)]
+
+
+class StateStore:
+    """The integration's state database: an engine plus migrations and transactions."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> StateStore:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return cls(engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[StateTx]:
+        with self.engine.begin() as conn:
+            yield StateTx(conn)
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with Alembic (idempotent)."""
+        from alembic import command
+
+        with self.engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config():
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the scheduler, the API server and task processes read while one task writes;
+    # the busy timeout makes concurrent writers wait instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
