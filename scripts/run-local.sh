@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# `make run`: the project on this machine against the local simulators, no credentials needed.
+# Migrates both databases, starts the sandbox (Stripe, OrderCloud, ERP) with demo traffic, seeds a
+# few orders and runs `airflow standalone` in the foreground. Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW_ADMIN_USER:-admin}:admin"
+export AIRFLOW__API__PORT="${AIRFLOW_PORT:-8080}"
+
+SANDBOX_HOST=127.0.0.1
+STRIPE_PORT="${SANDBOX_STRIPE_PORT:-12111}"
+ORDERCLOUD_PORT="${SANDBOX_ORDERCLOUD_PORT:-12112}"
+ERP_PORT="${SANDBOX_ERP_PORT:-12113}"
+
+# Connections point at the sandbox unless the caller already set them (e.g. real Stripe test mode).
+# The keys below are the sandbox's obviously fake ones.
+sandbox_url() { echo "http://$SANDBOX_HOST:$1"; }
+if [ -z "${AIRFLOW_CONN_STRIPE_DEFAULT:-}" ]; then
+  AIRFLOW_CONN_STRIPE_DEFAULT="{\"conn_type\": \"generic\", \"host\": \"$(sandbox_url "$STRIPE_PORT")\",
+    \"password\": \"sk_test_sandbox_fake_0000000000000000\", \"extra\": {\"max_network_retries\": 2}}"
+fi
+if [ -z "${AIRFLOW_CONN_ORDERCLOUD_DEFAULT:-}" ]; then
+  AIRFLOW_CONN_ORDERCLOUD_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ORDERCLOUD_PORT")\",
+    \"login\": \"sandbox-client\", \"password\": \"sandbox-secret-not-real\"}"
+fi
+if [ -z "${AIRFLOW_CONN_ERP_DEFAULT:-}" ]; then
+  AIRFLOW_CONN_ERP_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ERP_PORT")\",
+    \"password\": \"erp-sandbox-token-not-real\"}"
+fi
+export AIRFLOW_CONN_STRIPE_DEFAULT AIRFLOW_CONN_ORDERCLOUD_DEFAULT AIRFLOW_CONN_ERP_DEFAULT
+
+mkdir -p "$AIRFLOW_HOME/logs"
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+echo "==> migrating the Airflow metadata database ($AIRFLOW_HOME)"
+airflow db migrate >"$AIRFLOW_HOME/logs/db-migrate.log" 2>&1 || {
+  tail -n 40 "$AIRFLOW_HOME/logs/db-migrate.log"; exit 1; }
+echo "==> migrating the integration's state database"
+python -m stripe_sitecore.store migrate
+
+echo "==> starting the sandbox: Stripe :$STRIPE_PORT, OrderCloud :$ORDERCLOUD_PORT, ERP :$ERP_PORT"
+setsid python -m sandbox --host "$SANDBOX_HOST" --stripe-port "$STRIPE_PORT" \
+  --ordercloud-port "$ORDERCLOUD_PORT" --erp-port "$ERP_PORT" --auto-pay-seconds 20 \
+  >"$AIRFLOW_HOME/logs/sandbox.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do
+  curl -fsS "http://$SANDBOX_HOST:$ORDERCLOUD_PORT/_sandbox/clock" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+python -m sandbox.seed --ordercloud-url "http://$SANDBOX_HOST:$ORDERCLOUD_PORT" --count 5
+
+echo "==> starting airflow standalone (UI on http://localhost:$AIRFLOW__API__PORT)"
+setsid airflow standalone >"$AIRFLOW_HOME/logs/standalone.log" 2>&1 &
+pids+=($!)
+passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+for _ in $(seq 1 120); do
+  curl -fsS "http://localhost:$AIRFLOW__API__PORT/api/v2/monitor/health" >/dev/null 2>&1 && break
+  sleep 1
+done
+cat <<MSG
+
+  Airflow UI:  http://localhost:$AIRFLOW__API__PORT
+  Log in as:   ${AIRFLOW_ADMIN_USER:-admin}, password in $passwords
+               $(cat "$passwords" 2>/dev/null || echo "(not written yet: see $AIRFLOW_HOME/logs/standalone.log)")
+  Sandbox:     Stripe http://$SANDBOX_HOST:$STRIPE_PORT, OrderCloud http://$SANDBOX_HOST:$ORDERCLOUD_PORT,
+               ERP http://$SANDBOX_HOST:$ERP_PORT (logs in $AIRFLOW_HOME/logs/)
+  DAGs run every 5 minutes; trigger them from the UI to see the seeded orders paid sooner.
+  Ctrl-C stops everything.
+
+MSG
+tail -n +1 -f "$AIRFLOW_HOME/logs/standalone.log" &
+pids+=($!)
+wait "${pids[1]}"

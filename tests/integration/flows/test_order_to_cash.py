@@ -1,0 +1,200 @@
+"""The order-to-cash flow functions against the simulators and a real state database."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import requests
+import stripe
+
+from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
+from stripe_sitecore.flows.common import Window
+from stripe_sitecore.flows.order_to_cash import (
+    ERP_TOPIC,
+    ORDER_LIST_OVERLAP,
+    STRIPE_EVENT_OVERLAP,
+    apply_stripe_events,
+    sync_orders_to_stripe,
+)
+from stripe_sitecore.store import StateStore
+from tests.harness.services import (
+    ORDERCLOUD_CLIENT_ID,
+    ORDERCLOUD_CLIENT_SECRET,
+    STRIPE_TEST_KEY,
+)
+
+INTERVAL_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+INTERVAL_END = INTERVAL_START + timedelta(minutes=5)
+
+
+def seed_order(sandbox, order_id: str, total: str, currency: str, **extra) -> None:
+    order = {
+        "ID": order_id,
+        "FromUser": {
+            "ID": f"user-{order_id}",
+            "Username": f"shopper-{order_id}",
+            "FirstName": "Ada",
+            "LastName": "Lovelace",
+            "Email": f"{order_id}@example.com",
+        },
+        "BillingAddress": {
+            "FirstName": "Ada",
+            "LastName": "Lovelace",
+            "Street1": "1 Analytical Way",
+            "City": "London",
+            "Zip": "N1 9GU",
+            "Country": "GB",
+        },
+        "Currency": currency,
+        "Subtotal": total,
+        "Total": total,
+        **extra,
+    }
+    # Sent as JSON numbers, the way OrderCloud sends money.
+    body = _json_with_numbers(order)
+    response = requests.post(
+        f"{sandbox.ordercloud_url}/_sandbox/orders",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    response.raise_for_status()
+
+
+def _json_with_numbers(order: dict) -> bytes:
+    import msgspec
+
+    converted = {k: Decimal(v) if k in {"Total", "Subtotal"} else v for k, v in order.items()}
+    return msgspec.json.Encoder(decimal_format="number").encode(converted)
+
+
+@pytest.fixture
+def world(clean_sandbox, state_db_url):
+    clean_sandbox.set_clock((INTERVAL_START + timedelta(minutes=1)).isoformat())
+    store = StateStore.from_url(state_db_url)
+    store.migrate()
+    gateway = StripeGateway(
+        StripeSettings(api_key=STRIPE_TEST_KEY, api_base=clean_sandbox.stripe_url)
+    )
+    ordercloud = OrderCloudClient(
+        OrderCloudSettings(
+            base_url=clean_sandbox.ordercloud_url,
+            client_id=ORDERCLOUD_CLIENT_ID,
+            client_secret=ORDERCLOUD_CLIENT_SECRET,
+        )
+    )
+    yield clean_sandbox, gateway, ordercloud, store
+    store.dispose()
+
+
+def orders_window():
+    return Window(INTERVAL_START, INTERVAL_END, ORDER_LIST_OVERLAP)
+
+
+def events_window():
+    return Window(INTERVAL_START, INTERVAL_END, STRIPE_EVENT_OVERLAP)
+
+
+def all_payment_intents(gateway):
+    return [
+        pi.to_dict()
+        for pi in gateway.client.v1.payment_intents.list({"limit": 100}).auto_paging_iter()
+    ]
+
+
+def test_orders_become_exact_payment_intents_once_and_bad_amounts_are_quarantined(world):
+    sandbox, gateway, ordercloud, store = world
+    seed_order(sandbox, "o-usd", "129.99", "USD")
+    seed_order(sandbox, "o-jpy", "5400", "JPY")
+    seed_order(sandbox, "o-kwd", "12.350", "KWD")
+    seed_order(sandbox, "o-bad", "10.005", "USD")
+
+    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+
+    assert (summary.read, summary.created, summary.quarantined, summary.failed) == (4, 3, 1, 0)
+    by_order = {pi["metadata"]["sitecore_order_id"]: pi for pi in all_payment_intents(gateway)}
+    assert {k: (v["amount"], v["currency"]) for k, v in by_order.items()} == {
+        "o-usd": (12999, "usd"),
+        "o-jpy": (5400, "jpy"),
+        "o-kwd": (12350, "kwd"),
+    }
+    assert by_order["o-usd"]["receipt_email"] == "o-usd@example.com"
+    for order_id, pi in by_order.items():
+        xp = ordercloud.get_order(order_id)["xp"]
+        assert xp == {"PaymentStatus": "AwaitingPayment", "StripePaymentIntentID": pi["id"]}
+    with store.begin() as tx:
+        [dead] = tx.open_dead_letters("ordercloud.orders")
+        assert tx.get_order_link("ordercloud", "o-jpy").payment_intent_id == by_order["o-jpy"]["id"]
+    assert dead["record_key"] == "o-bad"
+    assert dead["rule"] == "money.exact_minor_units"
+    assert "more decimal places than USD allows" in dead["reason"]
+
+    again = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    assert (again.created, again.skipped, again.quarantined) == (0, 3, 1)
+    assert len(all_payment_intents(gateway)) == 3
+
+
+def test_payment_events_mark_orders_paid_once_and_failed_with_the_reason(world):
+    sandbox, gateway, ordercloud, store = world
+    seed_order(sandbox, "o-paid", "129.99", "USD")
+    seed_order(sandbox, "o-declined", "12.350", "KWD")
+    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    pi_of = {pi["metadata"]["sitecore_order_id"]: pi["id"] for pi in all_payment_intents(gateway)}
+
+    gateway.client.v1.payment_intents.confirm(pi_of["o-paid"], {"payment_method": "pm_card_visa"})
+    with pytest.raises(stripe.CardError):
+        gateway.client.v1.payment_intents.confirm(
+            pi_of["o-declined"], {"payment_method": "pm_card_chargeDeclined"}
+        )
+
+    summary = apply_stripe_events(gateway, ordercloud, store, events_window())
+    assert (summary.created, summary.updated, summary.failed) == (1, 1, 0)
+
+    paid = ordercloud.get_order("o-paid")
+    assert paid["xp"]["PaymentStatus"] == "Paid"
+    [payment] = ordercloud.list_payments("o-paid")
+    assert payment["ID"] == pi_of["o-paid"]
+    assert payment["Accepted"] is True
+    assert payment["Amount"] == Decimal("129.99")
+    [transaction] = payment["Transactions"]
+    assert transaction["ID"].startswith("ch_")
+    assert transaction["ID"] == paid["xp"]["StripeChargeID"]
+    assert transaction["Amount"] == Decimal("129.99")
+    assert transaction["Currency"] == "USD"
+
+    declined = ordercloud.get_order("o-declined")
+    assert declined["xp"]["PaymentStatus"] == "Failed"
+    assert declined["xp"]["PaymentFailureReason"]
+    assert ordercloud.list_payments("o-declined") == []
+
+    with store.begin() as tx:
+        [message] = tx.pending_messages(ERP_TOPIC)
+        assert tx.get_order_link("ordercloud", "o-paid").state == "paid"
+        assert tx.get_order_link("ordercloud", "o-declined").state == "payment_failed"
+    assert message.payload["order_id"] == "o-paid"
+    assert message.payload["amount"] == "129.99"
+
+    rerun = apply_stripe_events(gateway, ordercloud, store, events_window())
+    assert (rerun.created, rerun.updated, rerun.failed) == (0, 0, 0)
+    assert len(ordercloud.list_payments("o-paid")) == 1
+    with store.begin() as tx:
+        assert len(tx.pending_messages(ERP_TOPIC)) == 1
+
+
+def test_declined_then_paid_ends_paid_even_when_the_failure_is_processed_last(world):
+    sandbox, gateway, ordercloud, store = world
+    seed_order(sandbox, "o-retry", "5400", "JPY")
+    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    [pi] = all_payment_intents(gateway)
+    with pytest.raises(stripe.CardError):
+        gateway.client.v1.payment_intents.confirm(
+            pi["id"], {"payment_method": "pm_card_chargeDeclined"}
+        )
+    gateway.client.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
+
+    apply_stripe_events(gateway, ordercloud, store, events_window())
+
+    order = ordercloud.get_order("o-retry")
+    assert order["xp"]["PaymentStatus"] == "Paid"
+    assert [p["Amount"] for p in ordercloud.list_payments("o-retry")] == [Decimal("5400")]
