@@ -1,8 +1,8 @@
 """Sitecore OrderCloud REST client: OAuth2 tokens, retries, paging, typed filters and errors.
 
-Plain ``requests``: usable without Airflow. Transient failures (connection errors, 429 with
-``Retry-After``, 5xx) are retried by urllib3 with exponential backoff; writes are safe to retry
-because the flows create with deterministic IDs and treat 409 as "already done".
+Plain ``requests``: usable without Airflow. Transient failures are retried by the shared
+``retrying_session``; writes are safe to retry because the flows create with deterministic IDs
+and treat 409 as "already done".
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+
+from stripe_sitecore.clients.http import retrying_session
 
 DEFAULT_SCOPE = "OrderAdmin BuyerUserAdmin BuyerReader"
 MAX_PAGE_SIZE = 100
@@ -150,22 +150,11 @@ class OrderCloudSettings:
 class OrderCloudClient:
     def __init__(self, settings: OrderCloudSettings, session: requests.Session | None = None):
         self.settings = settings
-        self.session = session or requests.Session()
-        retries = Retry(
-            total=settings.max_retries,
-            connect=settings.max_retries,
-            read=settings.max_retries,
-            status=settings.max_retries,
+        self.session = retrying_session(
+            max_retries=settings.max_retries,
             backoff_factor=settings.backoff_factor,
-            backoff_jitter=0.25,
-            status_forcelist=(429, 500, 502, 503, 504),
-            allowed_methods=None,  # every method: our writes are idempotent by design
-            respect_retry_after_header=True,
-            raise_on_status=False,
+            session=session,
         )
-        adapter = HTTPAdapter(max_retries=retries, pool_maxsize=16)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = threading.Lock()

@@ -15,6 +15,7 @@ from stripe_sitecore.clients.ordercloud import (
     OrderCloudForbidden,
     OrderCloudSettings,
 )
+from stripe_sitecore.hooks.connection import base_url
 
 
 class OrderCloudHook(BaseHook):
@@ -37,14 +38,9 @@ class OrderCloudHook(BaseHook):
     def settings(self) -> OrderCloudSettings:
         conn = self.get_connection(self.ordercloud_conn_id)
         extra = conn.extra_dejson
-        host = conn.host or ""
-        if host and "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}"
-        if conn.port and host.count(":") < 2:
-            host = f"{host}:{conn.port}"
         try:
             return OrderCloudSettings(
-                base_url=host,
+                base_url=base_url(conn),
                 client_id=conn.login or "",
                 client_secret=conn.password or "",
                 auth_url=extra.get("auth_url"),

@@ -7,6 +7,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from stripe_sitecore.clients.stripe_gateway import PINNED_API_VERSION, StripeGateway, StripeSettings
+from stripe_sitecore.hooks.connection import base_url
 
 
 class StripeHook(BaseHook):
@@ -32,7 +33,7 @@ class StripeHook(BaseHook):
         try:
             return StripeSettings(
                 api_key=conn.password or "",
-                api_base=conn.host or None,
+                api_base=base_url(conn) or None,
                 api_version=extra.get("api_version", PINNED_API_VERSION),
                 max_network_retries=int(extra.get("max_network_retries", 2)),
                 connect_timeout=float(extra.get("connect_timeout", 10)),
