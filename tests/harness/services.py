@@ -38,7 +38,7 @@ def _in_ci() -> bool:
 def sandbox() -> Iterator[Sandbox]:
     from sandbox.testing import start_sandbox
 
-    with start_sandbox() as running:
+    with start_sandbox(erp_options={"token": ERP_TOKEN}) as running:
         yield running
 
 

@@ -1,0 +1,84 @@
+"""Run all simulators in one process until SIGINT or SIGTERM.
+
+    python -m sandbox --host 127.0.0.1 --stripe-port 12111 --ordercloud-port 12112 \
+        --erp-port 12113 --auto-pay-seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from sandbox.ordercloud_sim import DEFAULT_BUYER, DEFAULT_CLIENTS, DEFAULT_USERS
+from sandbox.testing import start_sandbox
+
+logger = logging.getLogger("sandbox")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--stripe-port", type=int, default=12111)
+    parser.add_argument("--ordercloud-port", type=int, default=12112)
+    parser.add_argument("--erp-port", type=int, default=12113)
+    parser.add_argument(
+        "--auto-pay-seconds",
+        type=float,
+        default=None,
+        help="confirm PaymentIntents left unpaid this long, as a shopper would (off by default)",
+    )
+    parser.add_argument(
+        "--list-lag-seconds",
+        type=float,
+        default=0,
+        help="how long an OrderCloud write takes to show in order lists",
+    )
+    parser.add_argument("--erp-token", default=None, help="the only bearer token the ERP accepts")
+    parser.add_argument("--seed", type=int, default=None, help="seed for Stripe object ids")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    with start_sandbox(
+        args.host,
+        stripe_port=args.stripe_port,
+        ordercloud_port=args.ordercloud_port,
+        erp_port=args.erp_port,
+        auto_pay_seconds=args.auto_pay_seconds,
+        stripe_options={"seed": args.seed},
+        ordercloud_options={"list_lag_seconds": args.list_lag_seconds},
+        erp_options={"token": args.erp_token},
+    ) as sandbox:
+        client_id, client = next(iter(DEFAULT_CLIENTS.items()))
+        username, user = next(iter(DEFAULT_USERS.items()))
+        logger.info("Stripe      %s  (any sk_test_... key)", sandbox.stripe_url)
+        logger.info(
+            "OrderCloud  %s  (client %s / %s, user %s / %s, buyer %s)",
+            sandbox.ordercloud_url,
+            client_id,
+            client["secret"],
+            username,
+            user["password"],
+            DEFAULT_BUYER,
+        )
+        logger.info(
+            "ERP         %s  (%s)",
+            sandbox.erp_url,
+            "token from --erp-token" if args.erp_token else "any bearer token",
+        )
+        if args.auto_pay_seconds is not None:
+            logger.info("Shopper pays PaymentIntents after %ss", args.auto_pay_seconds)
+        # A timed wait keeps the main thread responsive to signals.
+        while not stop.wait(0.5):
+            pass
+        logger.info("Stopping")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

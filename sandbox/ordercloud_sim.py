@@ -1,0 +1,845 @@
+"""Sitecore OrderCloud simulator: OAuth tokens with roles, orders (list filters, sorting, paging,
+search-index lag), order actions, payments with transactions, and buyer users.
+
+Money is `Decimal` end to end: request bodies are parsed with `parse_float=Decimal` and written
+back digit for digit.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sandbox.clock import Clock, parse_instant
+from sandbox.common import ExactJSONResponse, dumps_exact, install_sandbox_controls, loads_exact
+
+ALL_ROLES = ("OrderAdmin", "OrderReader", "BuyerUserAdmin", "BuyerReader", "FullAccess")
+DEFAULT_CLIENTS = {"sandbox-client": {"secret": "sandbox-secret-not-real", "roles": ALL_ROLES}}
+DEFAULT_USERS = {"sandbox-admin": {"password": "sandbox-password-not-real", "roles": ALL_ROLES}}
+DEFAULT_BUYER = "sandbox-buyer"
+DIRECTIONS = frozenset({"incoming", "outgoing", "all"})  # matched case-insensitively
+
+# Roles that allow each kind of call; FullAccess allows everything, as in OrderCloud.
+ORDER_READ = ("OrderAdmin", "OrderReader")
+ORDER_WRITE = ("OrderAdmin",)
+USER_READ = ("BuyerUserAdmin", "BuyerReader")
+USER_WRITE = ("BuyerUserAdmin",)
+
+MAX_PAGE = 30
+MAX_PAGE_SIZE = 100
+MAX_XP_CHARS = 8000
+LIST_CONTROLS = {"page", "pageSize", "sortBy"}
+STATUSES = ("Unsubmitted", "AwaitingApproval", "Declined", "Open", "Completed", "Canceled")
+PAYMENT_TYPES = ("CreditCard", "PurchaseOrder", "SpendingAccount")
+# action: (statuses it applies to, resulting status, date field it stamps)
+ORDER_ACTIONS = {
+    "submit": (("Unsubmitted",), "Open", "DateSubmitted"),
+    "cancel": (("Open", "AwaitingApproval"), "Canceled", "DateCanceled"),
+    "complete": (("Open",), "Completed", "DateCompleted"),
+    # Shipping everything completes the order; the simulator keeps no shipment records.
+    "ship": (("Open",), "Completed", "DateCompleted"),
+}
+
+USER_FIELDS = (
+    "ID", "CompanyID", "Username", "Password", "FirstName", "LastName", "Email", "Phone",
+    "TermsAccepted", "Active", "xp", "AvailableRoles", "Locale", "DateCreated",
+    "PasswordLastSetDate",
+)  # fmt: skip
+ADDRESS_FIELDS = (
+    "ID", "DateCreated", "CompanyName", "FirstName", "LastName", "Street1", "Street2", "City",
+    "State", "Zip", "Country", "Phone", "AddressName", "xp",
+)  # fmt: skip
+MONEY_FIELDS = (
+    "Subtotal", "ShippingCost", "TaxCost", "Gratuity", "Fees", "PromotionDiscount", "Total",
+)  # fmt: skip
+DATE_FIELDS = (
+    "DateCreated", "DateSubmitted", "DateApproved", "DateDeclined", "DateCanceled",
+    "DateCompleted", "LastUpdated",
+)  # fmt: skip
+ORDER_FIELDS = (
+    "ID", "FromUser", "FromCompanyID", "ToCompanyID", "FromUserID", "BillingAddressID",
+    "BillingAddress", "ShippingAddressID", "Comments", "LineItemCount", "Status", *DATE_FIELDS,
+    *MONEY_FIELDS, "Currency", "IsSubmitted", "xp",
+)  # fmt: skip
+ORDER_WRITABLE = ("xp", "Comments", "BillingAddressID", "ShippingAddressID")
+PAYMENT_FIELDS = ("ID", "Type", "CreditCardID", "SpendingAccountID", "Description", "Amount",
+                  "Accepted", "xp")  # fmt: skip
+TRANSACTION_FIELDS = ("ID", "Type", "DateExecuted", "Currency", "Amount", "Succeeded",
+                      "ResultCode", "ResultMessage", "xp")  # fmt: skip
+USER_WRITABLE = ("ID", "Username", "Password", "FirstName", "LastName", "Email", "Phone",
+                 "TermsAccepted", "Active", "xp", "Locale")  # fmt: skip
+
+
+class OrderCloudError(Exception):
+    """An API error in OrderCloud's `{"Errors": [...]}` shape."""
+
+    def __init__(self, status: int, code: str, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def body(self) -> dict:
+        return {"Errors": [{"ErrorCode": self.code, "Message": self.message, "Data": self.data}]}
+
+
+class OAuthError(Exception):
+    """A token endpoint error in the OAuth 2 shape."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+def not_found(object_type: str, object_id: str) -> OrderCloudError:
+    return OrderCloudError(
+        404, "NotFound", f"{object_type} not found: {object_id}",
+        {"ObjectType": object_type, "ObjectID": object_id},
+    )  # fmt: skip
+
+
+def id_exists(object_type: str, object_id: str) -> OrderCloudError:
+    return OrderCloudError(
+        409, "IdExists", "Object already exists.",
+        {"ObjectType": object_type, "ObjectID": object_id},
+    )  # fmt: skip
+
+
+def bad_request(message: str, data: Any = None) -> OrderCloudError:
+    # OrderCloud's code for a general validation failure (as its own middleware library uses).
+    return OrderCloudError(400, "InvalidRequest", message, data)
+
+
+def required_field(name: str) -> OrderCloudError:
+    return OrderCloudError(400, "RequiredField", f"Field {name} is required", {"Field": name})
+
+
+def _check_fields(body: Mapping[str, Any], allowed: Iterable[str], object_type: str) -> None:
+    """Refuse unknown properties (InvalidProperty, the code OrderCloud's Catalyst library uses)."""
+    allowed = set(allowed)
+    for name in body:
+        if name not in allowed:
+            raise OrderCloudError(
+                400, "InvalidProperty", f"{object_type}.{name}",
+                {"ObjectType": object_type, "Property": name},
+            )  # fmt: skip
+
+
+def _iso(instant: datetime) -> str:
+    return instant.isoformat()
+
+
+def _date(value: Any, name: str) -> str:
+    try:
+        return _iso(parse_instant(value))
+    except (TypeError, ValueError):
+        raise bad_request(f"{name} must be an ISO-8601 date: {value!r}") from None
+
+
+def _money(value: Any, name: str) -> Decimal | int | None:
+    if value is None or (isinstance(value, int | Decimal) and not isinstance(value, bool)):
+        return value
+    raise bad_request(f"{name} must be a number: {value!r}")
+
+
+def _deep_merge(target: dict, patch: Mapping[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _check_xp(xp: Any) -> dict:
+    if not isinstance(xp, dict):
+        raise bad_request("xp must be a JSON object")
+    if len(dumps_exact(xp)) > MAX_XP_CHARS:
+        raise bad_request(f"xp cannot exceed {MAX_XP_CHARS} characters")
+    return xp
+
+
+# --- list queries ------------------------------------------------------------------------
+
+_MISSING = object()
+_DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _lookup(item: Mapping[str, Any], path: str) -> Any:
+    value: Any = item
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _as_datetime(text: str) -> datetime | None:
+    if not _DATE_LIKE.match(text):
+        return None
+    try:
+        return parse_instant(text)
+    except ValueError:
+        return None
+
+
+def _typed_pair(value: Any, text: str) -> tuple[Any, Any] | None:
+    """The stored value and the filter text as comparable values of one type, if they can be."""
+    if isinstance(value, bool):
+        lowered = text.lower()
+        return (value, lowered == "true") if lowered in ("true", "false") else None
+    if isinstance(value, int | Decimal):
+        try:
+            return Decimal(value), Decimal(text)
+        except InvalidOperation:
+            return None
+    if isinstance(value, str):
+        left, right = _as_datetime(value), _as_datetime(text)
+        if left is not None and right is not None:
+            return left, right
+        return value, text
+    return None
+
+
+def _matches_term(value: Any, term: str) -> bool:
+    negate = term.startswith("!")
+    if negate:
+        term = term[1:]
+    present = value is not _MISSING and value is not None
+    if term[:1] in (">", "<"):
+        operand = term[1:]
+        if operand.startswith("="):
+            raise bad_request(
+                f"Unsupported operator {term[:2]}: OrderCloud filters have no >= or <=; "
+                "negate the opposite comparison instead (e.g. !< for >=)."
+            )
+        pair = _typed_pair(value, operand) if present else None
+        result = pair is not None and (pair[0] > pair[1] if term[0] == ">" else pair[0] < pair[1])
+    elif term == "*":
+        result = present
+    elif "*" in term:
+        pattern = ".*".join(re.escape(part) for part in term.split("*"))
+        result = (
+            present
+            and isinstance(value, str | int | Decimal)
+            and re.fullmatch(pattern, str(value), re.IGNORECASE) is not None
+        )
+    else:
+        pair = _typed_pair(value, term) if present else None
+        if pair is not None and isinstance(pair[0], str):
+            # Assumed case-insensitive (OrderCloud's docs don't say). Ordering comparisons stay
+            # case-sensitive so that `ID=>{lastID}` paging agrees with `sortBy=ID`.
+            result = pair[0].lower() == pair[1].lower()
+        else:
+            result = pair is not None and pair[0] == pair[1]
+    return not result if negate else result
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is _MISSING or value is None:
+        return (0, 0, "")
+    if isinstance(value, bool):
+        return (1, 0, int(value))
+    if isinstance(value, int | Decimal):
+        return (1, 1, Decimal(value))
+    if isinstance(value, str):
+        instant = _as_datetime(value)
+        return (1, 2, instant) if instant is not None else (1, 3, value)
+    return (1, 4, dumps_exact(value))
+
+
+def query_list(items: Iterable[dict], params: list[tuple[str, str]], fields: Iterable[str]) -> dict:
+    """OrderCloud list semantics: filters, `sortBy`, `page`/`pageSize`, the Meta block."""
+    known = set(fields)
+    controls = {k: v for k, v in params if k in LIST_CONTROLS}
+    filters = [(k, v) for k, v in params if k not in LIST_CONTROLS]
+    for key, _ in filters:
+        if key.split(".")[0] not in known:
+            raise bad_request(f"Invalid filter: {key} is not a filterable property", {"Field": key})
+    try:
+        page = int(controls.get("page", 1))
+        page_size = int(controls.get("pageSize", 20))
+    except ValueError:
+        raise bad_request("page and pageSize must be integers") from None
+    if page_size < 1 or page_size > MAX_PAGE_SIZE:
+        raise bad_request(f"pageSize must be between 1 and {MAX_PAGE_SIZE}.")
+    if page < 1:
+        raise bad_request("page must be 1 or greater.")
+    if page > MAX_PAGE:
+        raise bad_request(
+            f"page cannot be greater than {MAX_PAGE}. To read further, sort by ID and filter on "
+            "the last ID you received: sortBy=ID&ID=>{lastID}."
+        )
+    rows = [
+        item
+        for item in items
+        if all(
+            any(_matches_term(_lookup(item, key), term) for term in value.split("|"))
+            for key, value in filters
+        )
+    ]
+    rows.sort(key=lambda item: _sort_key(item.get("ID")))
+    sort_fields = [f for f in controls.get("sortBy", "").split(",") if f.strip()]
+    for spec in reversed(sort_fields):
+        spec = spec.strip()
+        descending = spec.startswith("!")
+        path = spec.lstrip("!")
+        if path.split(".")[0] not in known:
+            raise bad_request(f"Invalid sortBy: {path} is not a sortable property")
+        rows.sort(key=lambda item, p=path: _sort_key(_lookup(item, p)), reverse=descending)
+    total = len(rows)
+    start = (page - 1) * page_size
+    window = rows[start : start + page_size]
+    return {
+        "Meta": {
+            "Page": page,
+            "PageSize": page_size,
+            "TotalCount": total,
+            "TotalPages": math.ceil(total / page_size),
+            "ItemRange": [start + 1, start + len(window)],
+            "NextPageKey": None,
+        },
+        "Items": copy.deepcopy(window),
+    }
+
+
+# --- state -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Token:
+    roles: frozenset[str]
+    expires_at: float  # time.monotonic(): token lifetimes run on real time, not the sim clock
+
+
+@dataclass
+class _OrderRecord:
+    """An order, its payments, and what the list index shows: (visible from, snapshot) pairs."""
+
+    order: dict
+    indexed: list[tuple[datetime, dict]] = field(default_factory=list)
+    payments: dict[str, dict] = field(default_factory=dict)
+
+    def listed(self, now: datetime) -> dict | None:
+        visible = [snapshot for since, snapshot in self.indexed if since <= now]
+        return visible[-1] if visible else None
+
+
+class OrderCloudSimulator:
+    """In-memory OrderCloud marketplace. Every public method is safe to call from any thread."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        clients: Mapping[str, Mapping[str, Any]] | None = None,
+        users: Mapping[str, Mapping[str, Any]] | None = None,
+        buyers: Iterable[str] = (DEFAULT_BUYER,),
+        token_lifetime_seconds: int = 600,
+        list_lag_seconds: float = 0,
+    ) -> None:
+        self.clock = clock or Clock()
+        self.clients = {k: dict(v) for k, v in (clients or DEFAULT_CLIENTS).items()}
+        self.users = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
+        self.token_lifetime_seconds = token_lifetime_seconds
+        self.list_lag_seconds = list_lag_seconds
+        self._initial_buyers = tuple(buyers)
+        self.lock = threading.RLock()
+        self._tokens: dict[str, _Token] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget orders and buyer users. Issued tokens stay valid, like the API clients."""
+        with self.lock:
+            self._orders: dict[str, _OrderRecord] = {}
+            self._buyers: dict[str, dict[str, dict]] = {b: {} for b in self._initial_buyers}
+
+    # --- auth ----------------------------------------------------------------------------
+
+    def issue_token(self, form: Mapping[str, str]) -> dict:
+        grant = form.get("grant_type")
+        client_id = form.get("client_id", "")
+        client = self.clients.get(client_id)
+        if client is None:
+            raise OAuthError("invalid_client", f"Unknown client_id: {client_id!r}")
+        secret = form.get("client_secret")
+        if grant == "client_credentials":
+            if secret != client.get("secret"):
+                raise OAuthError("invalid_client", "Invalid client_secret")
+            roles = set(client["roles"])
+        elif grant == "password":
+            # Clients used for the password grant may be public: a secret is checked if sent.
+            if secret is not None and secret != client.get("secret"):
+                raise OAuthError("invalid_client", "Invalid client_secret")
+            username = form.get("username", "")
+            user = self.users.get(username)
+            if user is None or user["password"] != form.get("password"):
+                raise OAuthError("invalid_grant", "Username or password is incorrect")
+            roles = set(client["roles"]) & set(user["roles"])
+        else:
+            raise OAuthError("unsupported_grant_type", f"Unsupported grant_type: {grant!r}")
+        granted = frozenset(roles & set(form.get("scope", "").split()))
+        token = secrets.token_urlsafe(32)
+        with self.lock:
+            self._tokens[token] = _Token(granted, time.monotonic() + self.token_lifetime_seconds)
+        return {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": self.token_lifetime_seconds,
+            "refresh_token": secrets.token_urlsafe(32),
+        }
+
+    def authorize(self, authorization: str | None, sufficient: Iterable[str]) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        with self.lock:
+            found = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if found is None or time.monotonic() >= found.expires_at:
+            raise OrderCloudError(401, "InvalidToken", "Access token is invalid or expired.")
+        sufficient = list(sufficient)
+        if "FullAccess" not in found.roles and not found.roles.intersection(sufficient):
+            raise OrderCloudError(
+                403,
+                "InsufficientRoles",
+                "User does not have role(s) required to perform this action.",
+                {"SufficientRoles": sufficient, "AssignedRoles": sorted(found.roles)},
+            )
+
+    # --- orders --------------------------------------------------------------------------
+
+    def seed_order(self, body: Any) -> dict:
+        """Add an order as if a shopper had placed it (submitted unless `IsSubmitted` is false)."""
+        if not isinstance(body, dict):
+            raise bad_request("The order must be a JSON object")
+        _check_fields(body, ORDER_FIELDS, "Order")
+        for name in ("ID", "FromUser", "Currency", "Total", "Subtotal"):
+            if body.get(name) is None:
+                raise required_field(name)
+        with self.lock:
+            if body["ID"] in self._orders:
+                raise id_exists("Order", body["ID"])
+            created = _date(body.get("DateCreated") or _iso(self.clock.now()), "DateCreated")
+            submitted = body.get("IsSubmitted", True) is not False
+            order = dict.fromkeys(ORDER_FIELDS)
+            order.update(
+                LineItemCount=0,
+                Status="Open" if submitted else "Unsubmitted",
+                DateCreated=created,
+                DateSubmitted=created if submitted else None,
+                LastUpdated=created,
+                IsSubmitted=submitted,
+                xp={},
+                **dict.fromkeys(MONEY_FIELDS, 0),
+            )
+            order.update({k: v for k, v in body.items() if k not in ("FromUser", "BillingAddress")})
+            order["FromUser"] = {
+                **dict.fromkeys(USER_FIELDS),
+                "Active": True,
+                "xp": {},
+                **body["FromUser"],
+                "Password": None,
+            }
+            order["FromUserID"] = order["FromUser"]["ID"]
+            if body.get("BillingAddress") is not None:
+                order["BillingAddress"] = {
+                    **dict.fromkeys(ADDRESS_FIELDS),
+                    "xp": {},
+                    **body["BillingAddress"],
+                }
+                order["BillingAddressID"] = order["BillingAddress"]["ID"]
+            for name in MONEY_FIELDS:
+                order[name] = _money(order[name], name)
+            for name in DATE_FIELDS:
+                if order[name] is not None:
+                    order[name] = _date(order[name], name)
+            if order["Status"] not in STATUSES:
+                raise bad_request(f"Status must be one of {', '.join(STATUSES)}")
+            _check_xp(order["xp"])
+            record = _OrderRecord(order)
+            self._orders[order["ID"]] = record
+            self._index(record)
+            return copy.deepcopy(order)
+
+    def _index(self, record: _OrderRecord) -> None:
+        """Queue the order's current state for the list index, `list_lag_seconds` from now."""
+        now = self.clock.now()
+        visible_from = now.timestamp() + self.list_lag_seconds
+        record.indexed.append(
+            (datetime.fromtimestamp(visible_from, now.tzinfo), copy.deepcopy(record.order))
+        )
+        # Keep the newest snapshot already visible and any still pending.
+        shown = [i for i, (since, _) in enumerate(record.indexed) if since <= now]
+        if len(shown) > 1:
+            del record.indexed[: shown[-1]]
+
+    def _order(self, order_id: str) -> _OrderRecord:
+        record = self._orders.get(order_id)
+        if record is None:
+            raise not_found("Order", order_id)
+        return record
+
+    def list_orders(self, params: list[tuple[str, str]]) -> dict:
+        with self.lock:
+            now = self.clock.now()
+            listed = [r.listed(now) for r in self._orders.values()]
+            wanted = [o for o in listed if o is not None]
+            if not any(key == "IsSubmitted" for key, _ in params):
+                params = [*params, ("IsSubmitted", "true")]
+            return query_list(wanted, params, ORDER_FIELDS)
+
+    def get_order(self, order_id: str) -> dict:
+        with self.lock:
+            return copy.deepcopy(self._order(order_id).order)
+
+    def patch_order(self, order_id: str, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise bad_request("The patch must be a JSON object")
+        _check_fields(body, ORDER_FIELDS, "Order")
+        with self.lock:
+            record = self._order(order_id)
+            order = record.order
+            for name, value in body.items():
+                # Sending back a read-only field unchanged is harmless; changing it is refused.
+                if name not in ORDER_WRITABLE and value != order[name]:
+                    # OrderCloud documents no code for this; ReadOnlyProperty is our choice.
+                    raise OrderCloudError(
+                        400, "ReadOnlyProperty", f"Order.{name} is read-only.",
+                        {"ObjectType": "Order", "Property": name},
+                    )  # fmt: skip
+            if "xp" in body:
+                merged = copy.deepcopy(order["xp"])
+                _deep_merge(merged, _check_xp(body["xp"]))
+                order["xp"] = _check_xp(merged)
+            for name in ("Comments", "BillingAddressID", "ShippingAddressID"):
+                if name in body:
+                    order[name] = body[name]
+            order["LastUpdated"] = _iso(self.clock.now())
+            self._index(record)
+            return copy.deepcopy(order)
+
+    def order_action(self, order_id: str, action: str) -> dict:
+        """Run one of `ORDER_ACTIONS`: the only way an order's Status changes."""
+        allowed, status, date_field = ORDER_ACTIONS[action]
+        with self.lock:
+            record = self._order(order_id)
+            order = record.order
+            if order["Status"] not in allowed:
+                raise bad_request(
+                    f"Order {order_id} has status {order['Status']}; {action} needs one of "
+                    f"{', '.join(allowed)}.",
+                    {"ObjectType": "Order", "ObjectID": order_id, "Status": order["Status"]},
+                )
+            now = _iso(self.clock.now())
+            order.update({"Status": status, date_field: now, "LastUpdated": now})
+            if action == "submit":
+                order["IsSubmitted"] = True
+            self._index(record)
+            return copy.deepcopy(order)
+
+    # --- payments ------------------------------------------------------------------------
+
+    def list_payments(self, order_id: str, params: list[tuple[str, str]]) -> dict:
+        with self.lock:
+            payments = self._order(order_id).payments.values()
+            return query_list(payments, params, [*PAYMENT_FIELDS, "DateCreated"])
+
+    def get_payment(self, order_id: str, payment_id: str) -> dict:
+        with self.lock:
+            return copy.deepcopy(self._payment(order_id, payment_id))
+
+    def _payment(self, order_id: str, payment_id: str) -> dict:
+        payment = self._order(order_id).payments.get(payment_id)
+        if payment is None:
+            raise not_found("Payment", payment_id)
+        return payment
+
+    def create_payment(self, order_id: str, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise bad_request("The payment must be a JSON object")
+        _check_fields(body, PAYMENT_FIELDS, "Payment")
+        if body.get("Type") is None:
+            raise required_field("Type")
+        if body["Type"] not in PAYMENT_TYPES:
+            raise bad_request(f"Type must be one of {', '.join(PAYMENT_TYPES)}")
+        with self.lock:
+            record = self._order(order_id)
+            payment_id = body.get("ID") or secrets.token_urlsafe(16)
+            if payment_id in record.payments:
+                raise id_exists("Payment", payment_id)
+            payment = {
+                "ID": payment_id,
+                "Type": body["Type"],
+                "DateCreated": _iso(self.clock.now()),
+                "CreditCardID": body.get("CreditCardID"),
+                "SpendingAccountID": body.get("SpendingAccountID"),
+                "Description": body.get("Description"),
+                "Amount": _money(body.get("Amount"), "Amount"),
+                "Accepted": bool(body.get("Accepted", False)),
+                "xp": _check_xp(body.get("xp") or {}),
+                "Transactions": [],
+                "OrderReturnID": None,
+            }
+            record.payments[payment_id] = payment
+            return copy.deepcopy(payment)
+
+    def create_transaction(self, order_id: str, payment_id: str, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise bad_request("The transaction must be a JSON object")
+        _check_fields(body, TRANSACTION_FIELDS, "PaymentTransaction")
+        if body.get("DateExecuted") is None:
+            raise required_field("DateExecuted")
+        with self.lock:
+            payment = self._payment(order_id, payment_id)
+            transaction_id = body.get("ID") or secrets.token_urlsafe(16)
+            if any(t["ID"] == transaction_id for t in payment["Transactions"]):
+                raise id_exists("PaymentTransaction", transaction_id)
+            payment["Transactions"].append(
+                {
+                    "ID": transaction_id,
+                    "Type": body.get("Type"),
+                    "DateExecuted": _date(body["DateExecuted"], "DateExecuted"),
+                    "Currency": body.get("Currency"),
+                    "Amount": _money(body.get("Amount"), "Amount"),
+                    "Succeeded": bool(body.get("Succeeded", False)),
+                    "ResultCode": body.get("ResultCode"),
+                    "ResultMessage": body.get("ResultMessage"),
+                    "xp": _check_xp(body.get("xp") or {}),
+                }
+            )
+            return copy.deepcopy(payment)
+
+    # --- buyer users ---------------------------------------------------------------------
+
+    def _buyer(self, buyer_id: str) -> dict[str, dict]:
+        users = self._buyers.get(buyer_id)
+        if users is None:
+            raise not_found("Buyer", buyer_id)
+        return users
+
+    def list_users(self, buyer_id: str, params: list[tuple[str, str]]) -> dict:
+        with self.lock:
+            return query_list(self._buyer(buyer_id).values(), params, USER_FIELDS)
+
+    def get_user(self, buyer_id: str, user_id: str) -> dict:
+        with self.lock:
+            user = self._buyer(buyer_id).get(user_id)
+            if user is None:
+                raise not_found("User", user_id)
+            return copy.deepcopy(user)
+
+    def create_user(self, buyer_id: str, body: Any, *, create_buyer: bool = False) -> dict:
+        if not isinstance(body, dict):
+            raise bad_request("The user must be a JSON object")
+        _check_fields(body, USER_WRITABLE, "User")
+        for name in ("Username", "FirstName", "LastName", "Email", "Active"):
+            if body.get(name) is None:
+                raise required_field(name)
+        with self.lock:
+            if create_buyer:
+                self._buyers.setdefault(buyer_id, {})
+            users = self._buyer(buyer_id)
+            user_id = body.get("ID") or secrets.token_urlsafe(16)
+            if user_id in users:
+                raise id_exists("User", user_id)
+            user = {
+                **dict.fromkeys(USER_FIELDS),
+                **body,
+                "ID": user_id,
+                "CompanyID": buyer_id,
+                "Password": None,
+                "xp": _check_xp(body.get("xp") or {}),
+                "DateCreated": _iso(self.clock.now()),
+            }
+            users[user_id] = user
+            return copy.deepcopy(user)
+
+    def patch_user(self, buyer_id: str, user_id: str, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise bad_request("The patch must be a JSON object")
+        _check_fields(body, USER_WRITABLE, "User")
+        with self.lock:
+            user = self._buyer(buyer_id).get(user_id)
+            if user is None:
+                raise not_found("User", user_id)
+            if body.get("ID", user_id) != user_id:
+                raise OrderCloudError(
+                    400, "ReadOnlyProperty", "User.ID is read-only.",
+                    {"ObjectType": "User", "Property": "ID"},
+                )  # fmt: skip
+            for name, value in body.items():
+                if name == "xp":
+                    merged = copy.deepcopy(user["xp"])
+                    _deep_merge(merged, _check_xp(value))
+                    user["xp"] = _check_xp(merged)
+                elif name != "Password":
+                    user[name] = value
+            return copy.deepcopy(user)
+
+
+# --- HTTP --------------------------------------------------------------------------------
+
+
+def create_app(
+    *,
+    clock: Clock | None = None,
+    clients: Mapping[str, Mapping[str, Any]] | None = None,
+    users: Mapping[str, Mapping[str, Any]] | None = None,
+    token_lifetime_seconds: int = 600,
+    list_lag_seconds: float = 0,
+) -> FastAPI:
+    """The OrderCloud simulator as an ASGI app; its state is `app.state.simulator`.
+
+    `clients` maps client_id to {"secret", "roles"}; `users` maps username to
+    {"password", "roles"} for the password grant.
+    """
+    sim = OrderCloudSimulator(
+        clock=clock,
+        clients=clients,
+        users=users,
+        token_lifetime_seconds=token_lifetime_seconds,
+        list_lag_seconds=list_lag_seconds,
+    )
+    app = FastAPI(title="OrderCloud simulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.simulator = sim
+    install_sandbox_controls(app, name="ordercloud", clock=sim.clock, reset=sim.reset)
+
+    @app.exception_handler(OrderCloudError)
+    async def api_error(request: Request, exc: OrderCloudError) -> Response:
+        return ExactJSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unknown_route(request: Request, exc: StarletteHTTPException) -> Response:
+        error = OrderCloudError(exc.status_code, "NotFound", "Not found.")
+        return ExactJSONResponse(error.body(), status_code=exc.status_code)
+
+    async def body_of(request: Request) -> Any:
+        try:
+            return loads_exact(await request.body())
+        except ValueError as exc:
+            raise bad_request(f"The request body is not valid JSON: {exc}") from None
+
+    def direction(value: str) -> None:
+        if value.lower() not in DIRECTIONS:
+            raise OrderCloudError(404, "NotFound", f"Unknown order direction: {value}")
+
+    def guard(request: Request, roles: Iterable[str]) -> None:
+        sim.authorize(request.headers.get("authorization"), roles)
+
+    def query(request: Request) -> list[tuple[str, str]]:
+        return parse_qsl(request.url.query, keep_blank_values=True)
+
+    def answer(content: Any, status: int = 200) -> Response:
+        return ExactJSONResponse(content, status_code=status)
+
+    @app.post("/oauth/token")
+    async def token(request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        try:
+            return JSONResponse(sim.issue_token(form))
+        except OAuthError as exc:
+            return JSONResponse(
+                {"error": exc.error, "error_description": exc.description}, status_code=400
+            )
+
+    @app.post("/_sandbox/orders", include_in_schema=False)
+    async def seed_order(request: Request) -> Response:
+        return answer(sim.seed_order(await body_of(request)), 201)
+
+    @app.post("/_sandbox/buyers/{buyer_id}/users", include_in_schema=False)
+    async def seed_user(request: Request, buyer_id: str) -> Response:
+        return answer(sim.create_user(buyer_id, await body_of(request), create_buyer=True), 201)
+
+    @app.get("/v1/orders/{order_direction}")
+    async def list_orders(request: Request, order_direction: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.list_orders(query(request)))
+
+    @app.get("/v1/orders/{order_direction}/{order_id}")
+    async def get_order(request: Request, order_direction: str, order_id: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.get_order(order_id))
+
+    @app.patch("/v1/orders/{order_direction}/{order_id}")
+    async def patch_order(request: Request, order_direction: str, order_id: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_WRITE)
+        return answer(sim.patch_order(order_id, await body_of(request)))
+
+    @app.post("/v1/orders/{order_direction}/{order_id}/payments")
+    async def create_payment(request: Request, order_direction: str, order_id: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_WRITE)
+        return answer(sim.create_payment(order_id, await body_of(request)), 201)
+
+    def add_action(action: str) -> None:
+        async def run_action(request: Request, order_direction: str, order_id: str) -> Response:
+            direction(order_direction)
+            guard(request, ORDER_WRITE)
+            return answer(sim.order_action(order_id, action))
+
+        app.add_api_route(
+            f"/v1/orders/{{order_direction}}/{{order_id}}/{action}", run_action, methods=["POST"]
+        )
+
+    for action in ORDER_ACTIONS:
+        add_action(action)
+
+    @app.get("/v1/orders/{order_direction}/{order_id}/payments")
+    async def list_payments(request: Request, order_direction: str, order_id: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.list_payments(order_id, query(request)))
+
+    @app.get("/v1/orders/{order_direction}/{order_id}/payments/{payment_id}")
+    async def get_payment(
+        request: Request, order_direction: str, order_id: str, payment_id: str
+    ) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.get_payment(order_id, payment_id))
+
+    @app.post("/v1/orders/{order_direction}/{order_id}/payments/{payment_id}/transactions")
+    async def create_transaction(
+        request: Request, order_direction: str, order_id: str, payment_id: str
+    ) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_WRITE)
+        return answer(sim.create_transaction(order_id, payment_id, await body_of(request)), 201)
+
+    @app.get("/v1/buyers/{buyer_id}/users")
+    async def list_users(request: Request, buyer_id: str) -> Response:
+        guard(request, USER_READ)
+        return answer(sim.list_users(buyer_id, query(request)))
+
+    @app.post("/v1/buyers/{buyer_id}/users")
+    async def create_user(request: Request, buyer_id: str) -> Response:
+        guard(request, USER_WRITE)
+        return answer(sim.create_user(buyer_id, await body_of(request)), 201)
+
+    @app.get("/v1/buyers/{buyer_id}/users/{user_id}")
+    async def get_user(request: Request, buyer_id: str, user_id: str) -> Response:
+        guard(request, USER_READ)
+        return answer(sim.get_user(buyer_id, user_id))
+
+    @app.patch("/v1/buyers/{buyer_id}/users/{user_id}")
+    async def patch_user(request: Request, buyer_id: str, user_id: str) -> Response:
+        guard(request, USER_WRITE)
+        return answer(sim.patch_user(buyer_id, user_id, await body_of(request)))
+
+    return app

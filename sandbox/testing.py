@@ -1,0 +1,169 @@
+"""Run the simulators as real HTTP servers in background threads (tests, demo, benchmarks).
+
+with start_sandbox() as sandbox:
+    client = stripe.StripeClient("sk_test_x", base_addresses={"api": sandbox.stripe_url})
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from sandbox import erp_sim, ordercloud_sim, stripe_sim
+from sandbox.clock import parse_instant
+from sandbox.shopper import AutoPayShopper
+
+STARTUP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass
+class RunningServer:
+    """One app served by uvicorn on its own thread."""
+
+    app: FastAPI
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=STARTUP_TIMEOUT_SECONDS)
+
+
+def serve_app(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"
+) -> RunningServer:
+    """Serve `app` on host:port (0 picks a free port) and return once it answers HTTP."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{bound_port}", daemon=True
+    )
+    thread.start()
+    url = (
+        f"http://[{host}]:{bound_port}"
+        if family == socket.AF_INET6
+        else f"http://{host}:{bound_port}"
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the simulator on {url} did not start")
+        time.sleep(0.01)
+    with urllib.request.urlopen(f"{url}/_sandbox/clock", timeout=STARTUP_TIMEOUT_SECONDS):
+        pass
+    return RunningServer(app, server, thread, url)
+
+
+class Sandbox:
+    """The three simulators, running. Stop it with `stop()` or use it as a context manager."""
+
+    def __init__(
+        self,
+        stripe: RunningServer,
+        ordercloud: RunningServer,
+        erp: RunningServer,
+        shopper: AutoPayShopper | None = None,
+    ) -> None:
+        self._servers = (stripe, ordercloud, erp)
+        self.stripe_url = stripe.url
+        self.ordercloud_url = ordercloud.url
+        self.erp_url = erp.url
+        self.stripe: stripe_sim.StripeSimulator = stripe.app.state.simulator
+        self.ordercloud: ordercloud_sim.OrderCloudSimulator = ordercloud.app.state.simulator
+        self.erp: erp_sim.ErpSimulator = erp.app.state.simulator
+        self.shopper = shopper
+
+    def _clocks(self) -> list:
+        return [self.stripe.clock, self.ordercloud.clock, self.erp.clock]
+
+    def set_clock(self, instant: str | datetime, *, frozen: bool = False) -> None:
+        """Move all three clocks to `instant` (ISO-8601 or aware datetime)."""
+        when = parse_instant(instant) if isinstance(instant, str) else instant
+        for clock in self._clocks():
+            clock.set_now(when, frozen=frozen)
+
+    def advance_clock(self, seconds: float) -> None:
+        for clock in self._clocks():
+            clock.advance(seconds)
+
+    def reset(self) -> None:
+        """Clear all simulator state, clocks and request counters."""
+        for server in self._servers:
+            sim = server.app.state.simulator
+            sim.reset()
+            sim.clock.reset()
+            server.app.state.request_stats.reset()
+
+    def stop(self) -> None:
+        if self.shopper is not None:
+            self.shopper.stop()
+        for server in self._servers:
+            server.server.should_exit = True
+        for server in self._servers:
+            server.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_sandbox(
+    host: str = "127.0.0.1",
+    *,
+    stripe_port: int = 0,
+    ordercloud_port: int = 0,
+    erp_port: int = 0,
+    auto_pay_seconds: float | None = None,
+    stripe_options: Mapping[str, Any] | None = None,
+    ordercloud_options: Mapping[str, Any] | None = None,
+    erp_options: Mapping[str, Any] | None = None,
+    log_level: str = "warning",
+) -> Sandbox:
+    """Start the Stripe, OrderCloud and ERP simulators; port 0 picks a free port.
+
+    The `*_options` go to each simulator's `create_app` (e.g. `{"seed": 1}` for Stripe,
+    `{"list_lag_seconds": 30}` for OrderCloud, `{"token": "..."}` for the ERP).
+    """
+    started: list[RunningServer] = []
+    try:
+        for module, port, options in (
+            (stripe_sim, stripe_port, stripe_options),
+            (ordercloud_sim, ordercloud_port, ordercloud_options),
+            (erp_sim, erp_port, erp_options),
+        ):
+            app = module.create_app(**dict(options or {}))
+            started.append(serve_app(app, host, port, log_level=log_level))
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    shopper = None
+    if auto_pay_seconds is not None:
+        shopper = AutoPayShopper(started[0].app.state.simulator, auto_pay_seconds)
+        shopper.start()
+    return Sandbox(*started, shopper=shopper)
