@@ -8,11 +8,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from stripe_sitecore.flows import order_to_cash
 from stripe_sitecore.flows.common import Window
 from stripe_sitecore.hooks.ordercloud import OrderCloudHook
 from stripe_sitecore.hooks.state import StateStoreHook
 from stripe_sitecore.hooks.stripe import StripeHook
+from stripe_sitecore.mapping import MappingError
 
 
 def window_from_context(context: dict[str, Any], overlap: timedelta, default_length: timedelta):
@@ -33,6 +36,9 @@ def orders_to_stripe(context: dict[str, Any]) -> dict[str, int]:
         summary = order_to_cash.sync_orders_to_stripe(
             OrderCloudHook().get_conn(), StripeHook().get_conn(), store, window
         )
+    except MappingError as exc:
+        # A broken mapping file stays broken on retry: fail now, with the file and line.
+        raise AirflowFailException(str(exc)) from exc
     finally:
         store.dispose()
     summary.raise_if_failed("sitecore_orders_to_stripe")

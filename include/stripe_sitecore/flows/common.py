@@ -44,6 +44,12 @@ class RunSummary:
     def log(self, logger: logging.Logger, what: str) -> None:
         logger.info("%s: %s", what, ", ".join(f"{k}={v}" for k, v in self.as_dict().items()))
 
+    def fail(self, what: str, error: Exception, logger: logging.Logger) -> None:
+        """Count a record that hit a retryable error; the batch goes on without it."""
+        self.failed += 1
+        self.failures.append(f"{what}: {error}")
+        logger.warning("%s failed, will retry with the task: %s", what, error)
+
     def raise_if_failed(self, what: str) -> None:
         """Fail the task after the whole batch ran, so Airflow retries only what is left."""
         if self.failed:

@@ -18,8 +18,10 @@ import stripe
 from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient, OrderCloudError
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
 from stripe_sitecore.flows.common import RunSummary, Window
-from stripe_sitecore.money import MoneyError, from_minor_units, to_minor_units
+from stripe_sitecore.mapping import Mapping, load_mapping
+from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.store.state import ORDER_STATE_RANK, StateStore
+from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -54,119 +56,131 @@ _RETRYABLE = (OrderCloudError, requests.RequestException, stripe.StripeError)
 
 # --- Sitecore -> Stripe ------------------------------------------------------------------
 
-
-class Ineligible(Exception):
-    """The order is fine but not ours to charge (e.g. canceled, nothing to pay)."""
-
-
-def payment_intent_params(order: dict[str, Any]) -> dict[str, Any]:
-    """PaymentIntent create parameters for an OrderCloud order; MoneyError if not exact."""
-    if order.get("Status") not in {"Open", "AwaitingApproval"}:
-        raise Ineligible(f"status {order.get('Status')!r} is not payable")
-    currency = order.get("Currency")
-    if not currency:
-        raise MoneyError("order has no Currency")
-    total = order.get("Total")
-    if total is None:
-        raise MoneyError("order has no Total")
-    amount = to_minor_units(total, currency)
-    if amount <= 0:
-        raise Ineligible(f"total {total} {currency} leaves nothing to charge")
-    user = order.get("FromUser") or {}
-    params: dict[str, Any] = {
-        "amount": amount,
-        "currency": currency.lower(),
-        "description": f"Sitecore order {order['ID']}",
-        "automatic_payment_methods": {"enabled": True},
-        "metadata": {
-            "sitecore_order_id": order["ID"],
-            "sitecore_backend": BACKEND,
-            "sitecore_user_id": user.get("ID") or order.get("FromUserID") or "",
-        },
-    }
-    if user.get("Email"):
-        params["receipt_email"] = user["Email"]
-    return params
+ORDER_MAPPING = "ordercloud_order_to_payment_intent"
 
 
 def sync_orders_to_stripe(
     ordercloud: OrderCloudClient, stripe_gateway: StripeGateway, store: StateStore, window: Window
 ) -> RunSummary:
+    """Map, validate and push the window's orders; quarantine what cannot be sent exactly."""
     summary = RunSummary()
+    mapping = load_mapping(ORDER_MAPPING)
     filters = Filters().not_less("LastUpdated", window.read_from).less("LastUpdated", window.end)
     orders = {order["ID"]: order for order in ordercloud.list_orders(filters)}
     summary.read = len(orders)
+
+    candidates: dict[str, dict[str, Any]] = {}
     for order_id, order in sorted(orders.items()):
         try:
-            _order_to_payment_intent(order, ordercloud, stripe_gateway, store, summary)
+            if not _finish_linked_order(order, ordercloud, store, summary):
+                _map_order(order, mapping, store, summary, candidates)
         except _RETRYABLE as exc:
-            summary.failed += 1
-            summary.failures.append(f"order {order_id}: {exc}")
-            log.warning("order %s failed, will retry with the task: %s", order_id, exc)
+            summary.fail(f"order {order_id}", exc, log)
+
+    passed = _validated(candidates, orders, store, summary)
+    for order_id in passed:
+        try:
+            _create_payment_intent(orders[order_id], candidates[order_id], stripe_gateway, store)
+            ordercloud.patch_order(
+                order_id, _payment_xp(_linked_pi(store, order_id), "awaiting_payment")
+            )
+            summary.created += 1
+        except _RETRYABLE as exc:
+            summary.fail(f"order {order_id}", exc, log)
     summary.log(log, f"orders {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
     return summary
 
 
-def _order_to_payment_intent(
+def _finish_linked_order(
+    order: dict[str, Any], ordercloud: OrderCloudClient, store: StateStore, summary: RunSummary
+) -> bool:
+    """True if the order already has its PaymentIntent (finishing a lost write-back if needed)."""
+    with store.begin() as tx:
+        link = tx.get_order_link(BACKEND, order["ID"])
+    if link is None:
+        return False
+    if (order.get("xp") or {}).get("StripePaymentIntentID") == link.payment_intent_id:
+        summary.skipped += 1
+    else:
+        # Linked but the write-back was lost (a crash between the two): finish it.
+        ordercloud.patch_order(order["ID"], _payment_xp(link.payment_intent_id, link.state))
+        summary.updated += 1
+    return True
+
+
+def _map_order(
     order: dict[str, Any],
-    ordercloud: OrderCloudClient,
-    stripe_gateway: StripeGateway,
+    mapping: Mapping,
     store: StateStore,
     summary: RunSummary,
+    candidates: dict[str, dict[str, Any]],
 ) -> None:
-    order_id = order["ID"]
-    xp = order.get("xp") or {}
-    with store.begin() as tx:
-        link = tx.get_order_link(BACKEND, order_id)
-    if link is not None:
-        if xp.get("StripePaymentIntentID") == link.payment_intent_id:
-            summary.skipped += 1
-            return
-        # Linked but the write-back was lost (crash between the two): finish it.
-        ordercloud.patch_order(order_id, _payment_xp(link.payment_intent_id, link.state))
-        summary.updated += 1
-        return
-    try:
-        params = payment_intent_params(order)
-    except Ineligible as exc:
-        log.info("order %s skipped: %s", order_id, exc)
+    result = mapping.apply(order)
+    if result.outcome == "skip":
+        log.info("order %s skipped: %s", order["ID"], result.reason)
         summary.skipped += 1
-        return
-    except MoneyError as exc:
+    elif result.outcome == "reject":
         with store.begin() as tx:
             tx.quarantine(
                 source=SOURCE_ORDERS,
-                record_key=order_id,
-                record=_jsonable(order),
-                rule="money.exact_minor_units",
-                reason=str(exc),
+                record_key=order["ID"],
+                record=jsonable(order),
+                rule=result.rule or "mapping",
+                reason=result.reason or "rejected by the mapping",
             )
-        log.warning("order %s quarantined: %s", order_id, exc)
+        log.warning("order %s quarantined (%s): %s", order["ID"], result.rule, result.reason)
         summary.quarantined += 1
-        return
+    else:
+        candidates[order["ID"]] = result.payload
 
+
+def _validated(
+    candidates: dict[str, dict[str, Any]],
+    orders: dict[str, dict[str, Any]],
+    store: StateStore,
+    summary: RunSummary,
+) -> list[str]:
+    """Order ids whose payloads pass the Great Expectations suite; the rest are quarantined."""
+    if not candidates:
+        return []
+    report = validate_batch("payment_intent_create", list(candidates.items()))
+    log.info("validation: %s", report.summary())
+    if report.failed:
+        with store.begin() as tx:
+            summary.quarantined += quarantine_failures(report, orders, tx, SOURCE_ORDERS)
+    return sorted(report.passed)
+
+
+def _create_payment_intent(
+    order: dict[str, Any], params: dict[str, Any], stripe_gateway: StripeGateway, store: StateStore
+) -> None:
+    # The key survives task retries: same order, same submission, same PaymentIntent.
     key = idempotency_key(
-        "create_payment_intent", f"{BACKEND}:{order_id}", order.get("DateSubmitted") or "v1"
+        "create_payment_intent", f"{BACKEND}:{order['ID']}", order.get("DateSubmitted") or "v1"
     )
     payment_intent = stripe_gateway.create_payment_intent(params, key=key)
     with store.begin() as tx:
         tx.link_order(
             backend=BACKEND,
-            order_id=order_id,
+            order_id=order["ID"],
             payment_intent_id=payment_intent["id"],
             amount_minor=payment_intent["amount"],
             currency=payment_intent["currency"],
             stripe_customer_id=payment_intent.get("customer"),
         )
-    ordercloud.patch_order(order_id, _payment_xp(payment_intent["id"], "awaiting_payment"))
     log.info(
         "order %s -> %s (%s %s minor units)",
-        order_id,
+        order["ID"],
         payment_intent["id"],
-        params["amount"],
-        params["currency"],
+        payment_intent["amount"],
+        payment_intent["currency"],
     )
-    summary.created += 1
+
+
+def _linked_pi(store: StateStore, order_id: str) -> str | None:
+    with store.begin() as tx:
+        link = tx.get_order_link(BACKEND, order_id)
+    return link.payment_intent_id if link else None
 
 
 def _payment_xp(payment_intent_id: str | None, state: str, **extra: Any) -> dict[str, Any]:
@@ -203,9 +217,7 @@ def apply_stripe_events(
         try:
             _apply_payment_event(event, stripe_gateway, ordercloud, store, summary)
         except _RETRYABLE as exc:
-            summary.failed += 1
-            summary.failures.append(f"event {event['id']}: {exc}")
-            log.warning("event %s failed, will retry with the task: %s", event["id"], exc)
+            summary.fail(f"event {event['id']}", exc, log)
     summary.log(log, f"stripe events {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
     return summary
 
@@ -349,16 +361,3 @@ def _erp_message(order_id: str, payment_intent: dict[str, Any]) -> dict[str, Any
         ),
         "currency": payment_intent["currency"].upper(),
     }
-
-
-def _jsonable(value: Any) -> Any:
-    """Decimals as strings so a quarantined record keeps its exact amounts in a JSON column."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
