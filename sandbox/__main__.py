@@ -1,7 +1,7 @@
 """Run all simulators in one process until SIGINT or SIGTERM.
 
     python -m sandbox --host 127.0.0.1 --stripe-port 12111 --ordercloud-port 12112 \
-        --erp-port 12113 --auto-pay-seconds 20
+        --erp-port 12113 --auto-pay-seconds 20 --demo-traffic
 """
 
 from __future__ import annotations
@@ -27,7 +27,23 @@ def main(argv: list[str] | None = None) -> int:
         "--auto-pay-seconds",
         type=float,
         default=None,
-        help="confirm PaymentIntents left unpaid this long, as a shopper would (off by default)",
+        help="confirm PaymentIntents left unpaid this long, as a shopper would (off by default; "
+        "20 with --demo-traffic)",
+    )
+    parser.add_argument(
+        "--demo-traffic",
+        action="store_true",
+        help="keep placing orders and paying, refunding, disputing and paying out (see "
+        "sandbox/traffic.py)",
+    )
+    parser.add_argument(
+        "--order-every-seconds",
+        type=float,
+        default=5.0,
+        help="demo traffic: simulated seconds between new orders",
+    )
+    parser.add_argument(
+        "--max-orders", type=int, default=500, help="demo traffic: the most orders it places"
     )
     parser.add_argument(
         "--list-lag-seconds",
@@ -35,8 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="how long an OrderCloud write takes to show in order lists",
     )
+    parser.add_argument(
+        "--search-lag-seconds",
+        type=float,
+        default=0,
+        help="how long a Stripe customer change takes to show in customer search",
+    )
     parser.add_argument("--erp-token", default=None, help="the only bearer token the ERP accepts")
-    parser.add_argument("--seed", type=int, default=None, help="seed for Stripe object ids")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for Stripe object ids, fault injection, event delivery and demo traffic",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -49,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         stripe_port=args.stripe_port,
         ordercloud_port=args.ordercloud_port,
         erp_port=args.erp_port,
-        auto_pay_seconds=args.auto_pay_seconds,
-        stripe_options={"seed": args.seed},
-        ordercloud_options={"list_lag_seconds": args.list_lag_seconds},
-        erp_options={"token": args.erp_token},
+        # Demo traffic pays through its own shopper.
+        auto_pay_seconds=None if args.demo_traffic else args.auto_pay_seconds,
+        stripe_options={"seed": args.seed, "search_lag_seconds": args.search_lag_seconds},
+        ordercloud_options={"list_lag_seconds": args.list_lag_seconds, "seed": args.seed},
+        erp_options={"token": args.erp_token, "seed": args.seed},
     ) as sandbox:
         client_id, client = next(iter(DEFAULT_CLIENTS.items()))
         username, user = next(iter(DEFAULT_USERS.items()))
@@ -71,7 +99,21 @@ def main(argv: list[str] | None = None) -> int:
             sandbox.erp_url,
             "token from --erp-token" if args.erp_token else "any bearer token",
         )
-        if args.auto_pay_seconds is not None:
+        if args.demo_traffic:
+            pay_after = args.auto_pay_seconds if args.auto_pay_seconds is not None else 20.0
+            sandbox.start_demo_traffic(
+                seed=42 if args.seed is None else args.seed,
+                order_every_seconds=args.order_every_seconds,
+                max_orders=args.max_orders,
+                pay_after_seconds=pay_after,
+            )
+            logger.info(
+                "Demo traffic: an order every %ss (up to %d), paid after %ss",
+                args.order_every_seconds,
+                args.max_orders,
+                pay_after,
+            )
+        elif args.auto_pay_seconds is not None:
             logger.info("Shopper pays PaymentIntents after %ss", args.auto_pay_seconds)
         # A timed wait keeps the main thread responsive to signals.
         while not stop.wait(0.5):

@@ -7,11 +7,11 @@ import copy
 import threading
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from sandbox.clock import Clock
-from sandbox.common import ExactJSONResponse, install_sandbox_controls, loads_exact
+from sandbox.common import ExactJSONResponse, SandboxApp, install_sandbox_controls, loads_exact
 
 
 class ErpError(Exception):
@@ -91,15 +91,32 @@ class ErpSimulator:
             return copy.deepcopy(record)
 
 
-def create_app(*, clock: Clock | None = None, token: str | None = None) -> FastAPI:
+def fault_response(status: int) -> tuple[dict, dict[str, str]]:
+    """An injected error in the ERP's own error shape."""
+    if status == 429:
+        return {"error": "rate_limited", "message": "Too many requests; retry later."}, {}
+    return {"error": "unavailable", "message": f"The ERP failed to answer ({status})."}, {}
+
+
+def create_app(
+    *, clock: Clock | None = None, token: str | None = None, seed: int | None = None
+) -> SandboxApp:
     """The ERP simulator as an ASGI app; its state is `app.state.simulator`.
 
-    With `token` set only that bearer token is accepted; otherwise any non-empty one.
+    With `token` set only that bearer token is accepted; otherwise any non-empty one. `seed`
+    seeds the fault injection.
     """
     sim = ErpSimulator(clock=clock, token=token)
-    app = FastAPI(title="ERP simulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app = SandboxApp(title="ERP simulator")
     app.state.simulator = sim
-    install_sandbox_controls(app, name="erp", clock=sim.clock, reset=sim.reset)
+    install_sandbox_controls(
+        app,
+        name="erp",
+        clock=sim.clock,
+        reset=sim.reset,
+        fault_response=fault_response,
+        seed=seed,
+    )
 
     @app.exception_handler(ErpError)
     async def erp_error(request: Request, exc: ErpError) -> Response:

@@ -1,5 +1,6 @@
 """Sitecore OrderCloud simulator: OAuth tokens with roles, orders (list filters, sorting, paging,
-search-index lag), order actions, payments with transactions, and buyer users.
+search-index lag), order actions, payments with transactions, buyer users, and webhooks signed
+with `X-oc-hash`.
 
 Money is `Decimal` end to end: request bodies are parsed with `parse_float=Decimal` and written
 back digit for digit.
@@ -7,12 +8,16 @@ back digit for digit.
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
+import hmac
 import math
 import re
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +25,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.clock import Clock, parse_instant
-from sandbox.common import ExactJSONResponse, dumps_exact, install_sandbox_controls, loads_exact
+from sandbox.common import (
+    ExactJSONResponse,
+    SandboxApp,
+    dumps_exact,
+    install_sandbox_controls,
+    loads_exact,
+)
+from sandbox.webhooks import Delivery, WebhookDispatcher
 
 ALL_ROLES = ("OrderAdmin", "OrderReader", "BuyerUserAdmin", "BuyerReader", "FullAccess")
 DEFAULT_CLIENTS = {"sandbox-client": {"secret": "sandbox-secret-not-real", "roles": ALL_ROLES}}
@@ -82,6 +94,23 @@ TRANSACTION_FIELDS = ("ID", "Type", "DateExecuted", "Currency", "Amount", "Succe
                       "ResultCode", "ResultMessage", "xp")  # fmt: skip
 USER_WRITABLE = ("ID", "Username", "Password", "FirstName", "LastName", "Email", "Phone",
                  "TermsAccepted", "Active", "xp", "Locale")  # fmt: skip
+ORDER_ROUTE = "v1/orders/{direction}/{orderID}"
+PAYMENTS_ROUTE = f"{ORDER_ROUTE}/payments"
+TRANSACTIONS_ROUTE = f"{PAYMENTS_ROUTE}/{{paymentID}}/transactions"
+USERS_ROUTE = "v1/buyers/{buyerID}/users"
+USER_ROUTE = f"{USERS_ROUTE}/{{userID}}"
+# The writes a webhook can be registered for, as (Verb, Route) in OrderCloud's route syntax.
+WEBHOOK_ROUTES = (
+    ("PATCH", ORDER_ROUTE),
+    ("POST", f"{ORDER_ROUTE}/cancel"),
+    ("POST", f"{ORDER_ROUTE}/complete"),
+    ("POST", f"{ORDER_ROUTE}/ship"),
+    ("POST", PAYMENTS_ROUTE),
+    ("POST", TRANSACTIONS_ROUTE),
+    ("POST", USERS_ROUTE),
+    ("PATCH", USER_ROUTE),
+)
+WEBHOOK_FIELDS = ("url", "hash_key", "routes", "config_data")
 
 
 class OrderCloudError(Exception):
@@ -361,13 +390,109 @@ class OrderCloudSimulator:
         self._initial_buyers = tuple(buyers)
         self.lock = threading.RLock()
         self._tokens: dict[str, _Token] = {}
+        # One attempt per call: we found no documented retry policy for OrderCloud webhooks.
+        self.webhooks = WebhookDispatcher("ordercloud", retry_delays=())
         self.reset()
 
     def reset(self) -> None:
-        """Forget orders and buyer users. Issued tokens stay valid, like the API clients."""
+        """Forget orders, buyer users and webhooks. Issued tokens stay valid, like the API
+        clients."""
         with self.lock:
             self._orders: dict[str, _OrderRecord] = {}
             self._buyers: dict[str, dict[str, dict]] = {b: {} for b in self._initial_buyers}
+            self._webhooks: dict[str, dict] = {}
+            self.webhooks.clear()
+
+    def close(self) -> None:
+        """Stop delivering webhooks."""
+        self.webhooks.close()
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def create_webhook(self, body: Any) -> dict:
+        """Register `url` for the writes in `routes` (default all of `WEBHOOK_ROUTES`), each a
+        `{"Verb", "Route"}` like OrderCloud's WebhookRoutes; calls are signed with `hash_key`
+        and carry `config_data` as ConfigData."""
+        if not isinstance(body, dict):
+            raise bad_request("The webhook must be a JSON object")
+        unknown = sorted(set(body) - set(WEBHOOK_FIELDS))
+        if unknown:
+            raise bad_request(f"Unknown webhook field(s): {', '.join(unknown)}")
+        url, hash_key = body.get("url"), body.get("hash_key")
+        if not isinstance(url, str) or not re.match(r"https?://", url):
+            raise required_field("url")
+        if not isinstance(hash_key, str) or not hash_key:
+            raise required_field("hash_key")
+        routes = body.get("routes")
+        if routes is None:
+            routes = [{"Verb": verb, "Route": route} for verb, route in WEBHOOK_ROUTES]
+        if not isinstance(routes, list) or not all(
+            isinstance(r, dict) and (r.get("Verb"), r.get("Route")) in WEBHOOK_ROUTES
+            for r in routes
+        ):
+            supported = ", ".join(f"{verb} {route}" for verb, route in WEBHOOK_ROUTES)
+            raise bad_request(f"routes must be a list of {{Verb, Route}} among: {supported}")
+        with self.lock:
+            webhook = {
+                "ID": secrets.token_urlsafe(12),
+                "Url": url,
+                "HashKey": hash_key,
+                "WebhookRoutes": [{"Verb": r["Verb"], "Route": r["Route"]} for r in routes],
+                "ConfigData": body.get("config_data"),
+            }
+            self._webhooks[webhook["ID"]] = webhook
+            return copy.deepcopy(webhook)
+
+    def list_webhooks(self) -> dict:
+        with self.lock:
+            return query_list(self._webhooks.values(), [], ("ID",))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        with self.lock:
+            if self._webhooks.pop(webhook_id, None) is None:
+                raise not_found("Webhook", webhook_id)
+
+    def notify_webhooks(
+        self,
+        verb: str,
+        route: str,
+        route_params: dict,
+        request_body: Any,
+        response_body: Any,
+        user_token: str | None,
+    ) -> None:
+        """Send a successful write to the webhooks registered for it, in the payload shape of
+        OrderCloud's SDKs (`WebhookPayload`: Route, RouteParams, Verb, Date, LogID, UserToken,
+        Request, Response, ConfigData)."""
+        with self.lock:
+            hooks = [
+                h
+                for h in self._webhooks.values()
+                if {"Verb": verb, "Route": route} in h["WebhookRoutes"]
+            ]
+            date = _iso(self.clock.now())
+        for hook in hooks:
+            payload = {
+                "Route": route,
+                "RouteParams": route_params,
+                "Verb": verb,
+                "Date": date,
+                "LogID": str(uuid.uuid4()),
+                "UserToken": user_token,
+                "Request": {"Body": request_body, "Headers": None},
+                "Response": {"Body": response_body, "Headers": None},
+                "ConfigData": hook["ConfigData"],
+            }
+            body = dumps_exact(payload).encode()
+            signature = hmac.new(hook["HashKey"].encode(), body, hashlib.sha256).digest()
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                "X-oc-hash": base64.b64encode(signature).decode(),
+            }
+            self.webhooks.submit(
+                Delivery(url=hook["Url"], label=f"{verb} {route}",
+                         build=lambda body=body, headers=headers: (body, headers))
+            )  # fmt: skip
 
     # --- auth ----------------------------------------------------------------------------
 
@@ -677,9 +802,11 @@ class OrderCloudSimulator:
                 raise not_found("User", user_id)
             if body.get("ID", user_id) != user_id:
                 raise OrderCloudError(
-                    400, "ReadOnlyProperty", "User.ID is read-only.",
+                    400,
+                    "ReadOnlyProperty",
+                    "User.ID is read-only.",
                     {"ObjectType": "User", "Property": "ID"},
-                )  # fmt: skip
+                )
             for name, value in body.items():
                 if name == "xp":
                     merged = copy.deepcopy(user["xp"])
@@ -693,6 +820,16 @@ class OrderCloudSimulator:
 # --- HTTP --------------------------------------------------------------------------------
 
 
+def fault_response(status: int) -> tuple[dict, dict[str, str]]:
+    """An injected error in OrderCloud's error shape. OrderCloud documents no rate limit, so the
+    429's ErrorCode is the sandbox's choice."""
+    if status == 429:
+        error = OrderCloudError(429, "TooManyRequests", "Too many requests; retry later.")
+    else:
+        error = OrderCloudError(status, "InternalServerError", "An unexpected error occurred.")
+    return error.body(), {}
+
+
 def create_app(
     *,
     clock: Clock | None = None,
@@ -700,11 +837,12 @@ def create_app(
     users: Mapping[str, Mapping[str, Any]] | None = None,
     token_lifetime_seconds: int = 600,
     list_lag_seconds: float = 0,
-) -> FastAPI:
+    seed: int | None = None,
+) -> SandboxApp:
     """The OrderCloud simulator as an ASGI app; its state is `app.state.simulator`.
 
     `clients` maps client_id to {"secret", "roles"}; `users` maps username to
-    {"password", "roles"} for the password grant.
+    {"password", "roles"} for the password grant. `seed` seeds the fault injection.
     """
     sim = OrderCloudSimulator(
         clock=clock,
@@ -713,9 +851,16 @@ def create_app(
         token_lifetime_seconds=token_lifetime_seconds,
         list_lag_seconds=list_lag_seconds,
     )
-    app = FastAPI(title="OrderCloud simulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app = SandboxApp(title="OrderCloud simulator")
     app.state.simulator = sim
-    install_sandbox_controls(app, name="ordercloud", clock=sim.clock, reset=sim.reset)
+    install_sandbox_controls(
+        app,
+        name="ordercloud",
+        clock=sim.clock,
+        reset=sim.reset,
+        fault_response=fault_response,
+        seed=seed,
+    )
 
     @app.exception_handler(OrderCloudError)
     async def api_error(request: Request, exc: OrderCloudError) -> Response:
@@ -745,6 +890,15 @@ def create_app(
     def answer(content: Any, status: int = 200) -> Response:
         return ExactJSONResponse(content, status_code=status)
 
+    def written(
+        request: Request, route: str, params: dict, sent: Any, result: Any, status: int = 200
+    ) -> Response:
+        """Answer a successful write and tell the webhooks registered for it."""
+        verb = request.method
+        _, _, token = (request.headers.get("authorization") or "").partition(" ")
+        sim.notify_webhooks(verb, route, params, sent, result, token.strip() or None)
+        return answer(result, status)
+
     @app.post("/oauth/token")
     async def token(request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
@@ -763,6 +917,23 @@ def create_app(
     async def seed_user(request: Request, buyer_id: str) -> Response:
         return answer(sim.create_user(buyer_id, await body_of(request), create_buyer=True), 201)
 
+    @app.post("/_sandbox/ordercloud/webhooks", include_in_schema=False)
+    async def create_webhook(request: Request) -> Response:
+        return answer(sim.create_webhook(await body_of(request)), 201)
+
+    @app.get("/_sandbox/ordercloud/webhooks", include_in_schema=False)
+    async def list_webhooks() -> Response:
+        return answer(sim.list_webhooks())
+
+    @app.delete("/_sandbox/ordercloud/webhooks/{webhook_id}", include_in_schema=False)
+    async def delete_webhook(webhook_id: str) -> Response:
+        sim.delete_webhook(webhook_id)
+        return Response(status_code=204)
+
+    @app.get("/_sandbox/ordercloud/webhook_deliveries", include_in_schema=False)
+    async def webhook_deliveries() -> Response:
+        return answer({"attempts": sim.webhooks.attempts()})
+
     @app.get("/v1/orders/{order_direction}")
     async def list_orders(request: Request, order_direction: str) -> Response:
         direction(order_direction)
@@ -779,19 +950,29 @@ def create_app(
     async def patch_order(request: Request, order_direction: str, order_id: str) -> Response:
         direction(order_direction)
         guard(request, ORDER_WRITE)
-        return answer(sim.patch_order(order_id, await body_of(request)))
+        body = await body_of(request)
+        params = {"direction": order_direction, "orderID": order_id}
+        return written(request, ORDER_ROUTE, params, body, sim.patch_order(order_id, body))
 
     @app.post("/v1/orders/{order_direction}/{order_id}/payments")
     async def create_payment(request: Request, order_direction: str, order_id: str) -> Response:
         direction(order_direction)
         guard(request, ORDER_WRITE)
-        return answer(sim.create_payment(order_id, await body_of(request)), 201)
+        body = await body_of(request)
+        params = {"direction": order_direction, "orderID": order_id}
+        payment = sim.create_payment(order_id, body)
+        return written(request, PAYMENTS_ROUTE, params, body, payment, 201)
 
     def add_action(action: str) -> None:
         async def run_action(request: Request, order_direction: str, order_id: str) -> Response:
             direction(order_direction)
             guard(request, ORDER_WRITE)
-            return answer(sim.order_action(order_id, action))
+            raw = await request.body()
+            # The actions' bodies (e.g. a shipment) are not simulated, only passed to webhooks.
+            sent = await body_of(request) if raw.strip() else None
+            params = {"direction": order_direction, "orderID": order_id}
+            order = sim.order_action(order_id, action)
+            return written(request, f"{ORDER_ROUTE}/{action}", params, sent, order)
 
         app.add_api_route(
             f"/v1/orders/{{order_direction}}/{{order_id}}/{action}", run_action, methods=["POST"]
@@ -820,7 +1001,10 @@ def create_app(
     ) -> Response:
         direction(order_direction)
         guard(request, ORDER_WRITE)
-        return answer(sim.create_transaction(order_id, payment_id, await body_of(request)), 201)
+        body = await body_of(request)
+        params = {"direction": order_direction, "orderID": order_id, "paymentID": payment_id}
+        payment = sim.create_transaction(order_id, payment_id, body)
+        return written(request, TRANSACTIONS_ROUTE, params, body, payment, 201)
 
     @app.get("/v1/buyers/{buyer_id}/users")
     async def list_users(request: Request, buyer_id: str) -> Response:
@@ -830,7 +1014,9 @@ def create_app(
     @app.post("/v1/buyers/{buyer_id}/users")
     async def create_user(request: Request, buyer_id: str) -> Response:
         guard(request, USER_WRITE)
-        return answer(sim.create_user(buyer_id, await body_of(request)), 201)
+        body = await body_of(request)
+        user = sim.create_user(buyer_id, body)
+        return written(request, USERS_ROUTE, {"buyerID": buyer_id}, body, user, 201)
 
     @app.get("/v1/buyers/{buyer_id}/users/{user_id}")
     async def get_user(request: Request, buyer_id: str, user_id: str) -> Response:
@@ -840,6 +1026,8 @@ def create_app(
     @app.patch("/v1/buyers/{buyer_id}/users/{user_id}")
     async def patch_user(request: Request, buyer_id: str, user_id: str) -> Response:
         guard(request, USER_WRITE)
-        return answer(sim.patch_user(buyer_id, user_id, await body_of(request)))
+        body = await body_of(request)
+        params = {"buyerID": buyer_id, "userID": user_id}
+        return written(request, USER_ROUTE, params, body, sim.patch_user(buyer_id, user_id, body))
 
     return app

@@ -38,64 +38,88 @@ def _round(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(MINOR_UNIT.get(currency, Decimal("0.01")), ROUND_HALF_UP)
 
 
+def demo_order(
+    index: int,
+    rng: random.Random,
+    *,
+    order_id: str,
+    buyer_id: str = DEFAULT_BUYER,
+    total: Decimal | None = None,
+) -> dict:
+    """One order body for the OrderCloud simulator's seed endpoint, in the market of the
+    `index`-th currency of CURRENCY_CYCLE; `total` fixes the total (no shipping or tax)."""
+    currency = CURRENCY_CYCLE[index % len(CURRENCY_CYCLE)]
+    country, people, street, city, state, zip_code, phone, tax_rate = MARKETS[currency]
+    first, last = rng.choice(people)
+    user_id = f"buyer-{first.lower()}-{last.lower()}"
+    email = f"{first.lower()}.{last.lower()}@example.com"
+    user_phone = f"{phone}{random.Random(user_id).randint(10, 99)}"
+    if total is not None:
+        subtotal = total
+        shipping = tax = Decimal(0)
+    else:
+        scale = Decimal(150) if currency == "JPY" else Decimal(1)
+        subtotal = _round(Decimal(rng.randint(1999, 39999)) / 100 * scale, currency)
+        shipping = _round(Decimal(rng.choice(["0", "4.99", "9.99"])) * scale, currency)
+        tax = _round(subtotal * tax_rate, currency)
+        total = subtotal + shipping + tax
+    address = {
+        "ID": f"{user_id}-billing",
+        "FirstName": first,
+        "LastName": last,
+        "CompanyName": None,
+        "Street1": street,
+        "Street2": None,
+        "City": city,
+        "State": state,
+        "Zip": zip_code,
+        "Country": country,
+        "Phone": user_phone,
+        "AddressName": "Home",
+    }
+    return {
+        "ID": order_id,
+        "FromCompanyID": buyer_id,
+        "FromUser": {
+            "ID": user_id,
+            "CompanyID": buyer_id,
+            "Username": email,
+            "FirstName": first,
+            "LastName": last,
+            "Email": email,
+            "Phone": user_phone,
+        },
+        "BillingAddress": address,
+        "Comments": None,
+        "Currency": currency,
+        "Subtotal": subtotal,
+        "ShippingCost": shipping,
+        "TaxCost": tax,
+        "Total": total,
+        "xp": {"Channel": "web"},
+    }
+
+
 def demo_orders(count: int = 5, seed: int = 42, buyer_id: str = DEFAULT_BUYER) -> list[dict]:
     """Order bodies for the OrderCloud simulator's seed endpoint, the same for the same seed."""
     rng = random.Random(seed)
-    orders = []
-    for index in range(count):
-        currency = CURRENCY_CYCLE[index % len(CURRENCY_CYCLE)]
-        country, people, street, city, state, zip_code, phone, tax_rate = MARKETS[currency]
-        first, last = rng.choice(people)
-        user_id = f"buyer-{first.lower()}-{last.lower()}"
-        email = f"{first.lower()}.{last.lower()}@example.com"
-        user_phone = f"{phone}{random.Random(user_id).randint(10, 99)}"
-        if index in FIXED_TOTALS:
-            subtotal = total = FIXED_TOTALS[index]
-            shipping = tax = Decimal(0)
-        else:
-            scale = Decimal(150) if currency == "JPY" else Decimal(1)
-            subtotal = _round(Decimal(rng.randint(1999, 39999)) / 100 * scale, currency)
-            shipping = _round(Decimal(rng.choice(["0", "4.99", "9.99"])) * scale, currency)
-            tax = _round(subtotal * tax_rate, currency)
-            total = subtotal + shipping + tax
-        address = {
-            "ID": f"{user_id}-billing",
-            "FirstName": first,
-            "LastName": last,
-            "CompanyName": None,
-            "Street1": street,
-            "Street2": None,
-            "City": city,
-            "State": state,
-            "Zip": zip_code,
-            "Country": country,
-            "Phone": user_phone,
-            "AddressName": "Home",
-        }
-        orders.append(
-            {
-                "ID": f"SBX{seed}-{index + 1:04d}",
-                "FromCompanyID": buyer_id,
-                "FromUser": {
-                    "ID": user_id,
-                    "CompanyID": buyer_id,
-                    "Username": email,
-                    "FirstName": first,
-                    "LastName": last,
-                    "Email": email,
-                    "Phone": user_phone,
-                },
-                "BillingAddress": address,
-                "Comments": None,
-                "Currency": currency,
-                "Subtotal": subtotal,
-                "ShippingCost": shipping,
-                "TaxCost": tax,
-                "Total": total,
-                "xp": {"Channel": "web"},
-            }
+    return [
+        demo_order(
+            index,
+            rng,
+            order_id=f"SBX{seed}-{index + 1:04d}",
+            buyer_id=buyer_id,
+            total=FIXED_TOTALS.get(index),
         )
-    return orders
+        for index in range(count)
+    ]
+
+
+def buyer_user(order: dict) -> dict:
+    """The order's shopper as a buyer user body."""
+    user = {k: v for k, v in order["FromUser"].items() if k != "CompanyID"}
+    user["Active"] = True
+    return user
 
 
 def seed_demo_orders(
@@ -109,9 +133,9 @@ def seed_demo_orders(
     headers = {"Content-Type": "application/json"}
     with httpx.Client(base_url=ordercloud_url, headers=headers, timeout=10) as client:
         for order in demo_orders(count, seed, buyer_id):
-            user = {k: v for k, v in order["FromUser"].items() if k != "CompanyID"}
-            user["Active"] = True
-            response = client.post(f"/_sandbox/buyers/{buyer_id}/users", content=dumps_exact(user))
+            response = client.post(
+                f"/_sandbox/buyers/{buyer_id}/users", content=dumps_exact(buyer_user(order))
+            )
             if response.status_code != 409:
                 response.raise_for_status()
             response = client.post("/_sandbox/orders", content=dumps_exact(order))

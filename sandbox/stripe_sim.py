@@ -1,9 +1,15 @@
-"""Stripe API simulator: customers, PaymentIntents, charges, balance transactions and events.
+"""Stripe API simulator: customers (with search), PaymentIntents, charges, refunds, disputes,
+early fraud warnings, payouts, balance transactions, events and signed webhooks.
 
 Speaks Stripe's wire format (form-encoded bracket params, Stripe's error bodies and headers,
-idempotency keys, list objects) so the official `stripe` SDK works against it unchanged. Every
-object starts as a deep copy of Stripe's own published example (`data/stripe_fixtures.json`) with
-the fields that matter overridden, so objects carry every field real ones do.
+idempotency keys, list and search result objects) so the official `stripe` SDK works against it
+unchanged. Every object starts as a deep copy of Stripe's own published example
+(`data/stripe_fixtures.json`) with the fields that matter overridden, so objects carry every field
+real ones do.
+
+Event delivery can be made to misbehave as Stripe's can (`configure_event_delivery`): events
+listed up to N times, and visible in lists and delivered by webhook up to X seconds after their
+`created` time, in shuffled order.
 """
 
 from __future__ import annotations
@@ -11,12 +17,15 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import hmac
 import itertools
 import json
 import random
 import re
+import secrets
 import string as _string
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -24,14 +33,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox import stripe_params as sp
 from sandbox.clock import Clock
-from sandbox.common import install_sandbox_controls
+from sandbox.common import SandboxApp, install_sandbox_controls
 from sandbox.stripe_params import StripeError, invalid
+from sandbox.stripe_post_payment import PostPaymentMixin
+from sandbox.stripe_search import search_predicate
+from sandbox.webhooks import Delivery, WebhookDispatcher
 
 # The API version stripe-python 16.1 sends; objects are rendered in it whatever the request says.
 API_VERSION = "2026-10-28.endive"
@@ -46,7 +58,13 @@ FIXTURES: dict[str, dict] = json.loads(
 )["resources"]
 
 _ALPHABET = _string.ascii_letters + _string.digits
-KINDS = ("customer", "payment_intent", "charge", "balance_transaction", "event", "payment_method")
+KINDS = (
+    "customer", "payment_intent", "charge", "balance_transaction", "event", "payment_method",
+    "refund", "dispute", "early_fraud_warning", "payout",
+)  # fmt: skip
+# The `object` value of kinds whose name differs from it.
+OBJECT_NAMES = {"early_fraud_warning": "radar.early_fraud_warning"}
+KIND_OF_OBJECT = {name: kind for kind, name in OBJECT_NAMES.items()}
 # How a missing object is named in Stripe's 404 message, and which param the error points at.
 _MISSING = {
     "customer": ("customer", "customer"),
@@ -54,8 +72,13 @@ _MISSING = {
     "charge": ("charge", "charge"),
     "balance_transaction": ("balance_transaction", "id"),
     "event": ("event", "id"),
+    "refund": ("refund", "refund"),
+    "dispute": ("dispute", "dispute"),
+    "early_fraud_warning": ("early_fraud_warning", "early_fraud_warning"),
+    "payout": ("payout", "payout"),
 }
-# Which fields of which object can be expanded, and into what kind of object.
+# Which fields of which object can be expanded, and into what kind of object ("source": whichever
+# object the id names).
 EXPANDABLE = {
     "payment_intent": {
         "customer": "customer",
@@ -67,8 +90,18 @@ EXPANDABLE = {
         "customer": "customer",
         "payment_intent": "payment_intent",
     },
-    "balance_transaction": {"source": "charge"},
+    "balance_transaction": {"source": "source"},
+    "refund": {
+        "balance_transaction": "balance_transaction",
+        "charge": "charge",
+        "payment_intent": "payment_intent",
+    },
+    "dispute": {"charge": "charge", "payment_intent": "payment_intent"},
+    "early_fraud_warning": {"charge": "charge", "payment_intent": "payment_intent"},
+    "payout": {"balance_transaction": "balance_transaction"},
 }
+SOURCE_KINDS = {"ch": "charge", "re": "refund", "dp": "dispute", "po": "payout"}
+EMBEDDED_REFUNDS = 10  # a charge lists its newest refunds, as Stripe's `refunds` list does
 MUTABLE_PI_STATUSES = (
     "requires_payment_method",
     "requires_confirmation",
@@ -143,7 +176,7 @@ class _SavedResult:
 
 
 def _example(kind: str) -> dict:
-    return copy.deepcopy(FIXTURES[kind])
+    return copy.deepcopy(FIXTURES[OBJECT_NAMES.get(kind, kind)])
 
 
 def _in_range(value: int, bounds: Mapping[str, int] | None) -> bool:
@@ -193,6 +226,20 @@ def _merged_metadata(current: Mapping[str, str], given: Mapping[str, str] | None
         else:
             merged[key] = value
     return merged
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"sandbox-search:{offset}".encode()).decode()
+
+
+def _page_offset(token: str) -> int:
+    try:
+        prefix, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if prefix == "sandbox-search" and offset.isdigit():
+            return int(offset)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise invalid(f"Invalid page: {token}", param="page")
 
 
 def _unexpected_state(action: str, done: str, status: str, allowed: Iterable[str]) -> StripeError:
@@ -285,16 +332,37 @@ EVENT_LIST = {
     "types": sp.list_of(sp.string(), max_items=20),
 }
 RETRIEVE = {"expand": sp.EXPAND}
+CUSTOMER_SEARCH = {
+    "query": sp.string(required=True),
+    "limit": sp.integer(),
+    "page": sp.string(),
+    "expand": sp.EXPAND,
+}
+WEBHOOK_FIELDS = ("url", "secret", "enabled_events", "description")
+EVENT_DELIVERY_FIELDS = ("max_copies", "max_delay_seconds", "seed")
+WEBHOOK_USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
 
-class StripeSimulator:
-    """In-memory Stripe account state. Every public method is safe to call from any thread."""
+class StripeSimulator(PostPaymentMixin):
+    """In-memory Stripe account state. Every public method is safe to call from any thread.
 
-    def __init__(self, *, clock: Clock | None = None, seed: int | None = None) -> None:
+    `search_lag_seconds` is how long a customer change takes to reach customer search, which
+    Stripe documents as eventually consistent.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        seed: int | None = None,
+        search_lag_seconds: float = 0,
+    ) -> None:
         self.clock = clock or Clock()
         self.api_version = API_VERSION
+        self.search_lag_seconds = search_lag_seconds
         self.lock = threading.RLock()
         self._seed = seed
+        self.webhooks = WebhookDispatcher("stripe")
         self.reset()
 
     def reset(self) -> None:
@@ -305,6 +373,19 @@ class StripeSimulator:
             self._counter = itertools.count()
             self._cards: dict[str, SimCard] = {}
             self._saved: dict[str, _SavedResult] = {}
+            self._search_index: dict[str, list[tuple[float, dict]]] = {}
+            self._payout_transactions: dict[str, list[str]] = {}
+            self._paid_out: set[str] = set()
+            self._bank_account: str | None = None
+            self._webhook_endpoints: dict[str, dict] = {}
+            self._visible_at: dict[str, float] = {}
+            self._delivered: set[tuple[str, str]] = set()
+            self.configure_event_delivery({})
+            self.webhooks.clear()
+
+    def close(self) -> None:
+        """Stop delivering webhooks."""
+        self.webhooks.close()
 
     # --- ids, storage, events ----------------------------------------------------------
 
@@ -317,6 +398,15 @@ class StripeSimulator:
 
     def new_request_id(self) -> str:
         return self.new_id("req", 14)
+
+    _example = staticmethod(_example)
+    _in_range = staticmethod(_in_range)
+    _merge_metadata = staticmethod(_merged_metadata)
+
+    @staticmethod
+    def _helper_request() -> RequestInfo:
+        """Changes made by Stripe or the card networks carry no API request in their events."""
+        return RequestInfo(None)
 
     def _add(self, kind: str, obj: dict) -> None:
         self._objects[kind][obj["id"]] = obj
@@ -346,20 +436,163 @@ class StripeSimulator:
         previous_attributes: dict | None = None,
     ) -> None:
         event = _example("event")
-        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        data: dict[str, Any] = {"object": self._present(obj)}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
+        endpoints = [
+            e
+            for e in self._webhook_endpoints.values()
+            if "*" in e["enabled_events"] or type_ in e["enabled_events"]
+        ]
         event.update(
             id=self.new_id("evt"),
             api_version=self.api_version,
             created=now,
             data=data,
             livemode=False,
-            pending_webhooks=0,
+            pending_webhooks=len(endpoints),
             request={"id": request.id, "idempotency_key": request.idempotency_key},
             type=type_,
         )
         self._add("event", event)
+        visible_at = float(now)
+        if self._max_delay:
+            visible_at += self._delivery_rng.uniform(0, self._max_delay)
+            self._visible_at[event["id"]] = visible_at
+        if endpoints:
+            payload = json.dumps(event, indent=2).encode()
+            for endpoint in endpoints:
+                for _ in range(self._delivery_rng.randint(1, self._max_copies)):
+                    self.webhooks.submit(self._delivery(event["id"], endpoint, payload, visible_at))
+
+    # --- event delivery and webhooks ---------------------------------------------------
+
+    def configure_event_delivery(self, body: Any) -> dict:
+        """`{"max_copies": N, "max_delay_seconds": X, "seed": s}`: each new event is listed up
+        to N times in a `/v1/events` page and webhooked 1..N times, and becomes visible (listed,
+        delivered) a random 0..X simulator seconds after its `created` time. Deliveries due
+        together go out shuffled while either is on. Omitted fields go back to their defaults
+        (1, 0, the app's seed)."""
+        if not isinstance(body, dict):
+            raise invalid("The request body must be a JSON object.")
+        unknown = sorted(set(body) - set(EVENT_DELIVERY_FIELDS))
+        if unknown:
+            raise invalid(f"Received unknown parameter: {unknown[0]}", param=unknown[0])
+        copies = body.get("max_copies", 1)
+        delay = body.get("max_delay_seconds", 0)
+        seed = body.get("seed", self._seed)
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise invalid("max_copies must be an integer >= 1.", param="max_copies")
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise invalid("max_delay_seconds must be a number >= 0.", param="max_delay_seconds")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise invalid("seed must be an integer.", param="seed")
+        with self.lock:
+            self._max_copies, self._max_delay, self._delivery_seed = copies, float(delay), seed
+            self._delivery_rng = random.Random(seed)
+            misbehaving = copies > 1 or delay > 0
+            self.webhooks.shuffle_rng = random.Random(seed) if misbehaving else None
+            return self.event_delivery()
+
+    def event_delivery(self) -> dict:
+        with self.lock:
+            return {
+                "max_copies": self._max_copies,
+                "max_delay_seconds": self._max_delay,
+                "seed": self._delivery_seed,
+            }
+
+    def create_webhook_endpoint(self, body: Any) -> dict:
+        """Test helper: register a URL that gets every new event (of `enabled_events`, default
+        all) POSTed with a `Stripe-Signature` made with `secret` (default a generated
+        `whsec_sandbox_...`). The secret is shown in this answer only, as Stripe does."""
+        if not isinstance(body, dict):
+            raise invalid("The request body must be a JSON object.")
+        unknown = sorted(set(body) - set(WEBHOOK_FIELDS))
+        if unknown:
+            raise invalid(f"Received unknown parameter: {unknown[0]}", param=unknown[0])
+        url = body.get("url")
+        if not isinstance(url, str) or not re.match(r"https?://", url):
+            raise invalid("Invalid URL: url must be an http(s) URL.", param="url")
+        events = body.get("enabled_events", ["*"])
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) and e for e in events)
+        ):
+            raise invalid(
+                "enabled_events must be a list of event types or ['*'].", param="enabled_events"
+            )
+        secret = body.get("secret")
+        if secret is not None and not (isinstance(secret, str) and secret):
+            raise invalid("secret must be a non-empty string.", param="secret")
+        with self.lock:
+            endpoint = _example("webhook_endpoint")
+            endpoint.update(
+                id=self.new_id("we"),
+                api_version=None,
+                application=None,
+                created=self.clock.unix(),
+                description=body.get("description"),
+                enabled_events=events,
+                livemode=False,
+                metadata={},
+                secret=secret or f"whsec_sandbox_{self.token(32)}",
+                status="enabled",
+                url=url,
+            )
+            self._webhook_endpoints[endpoint["id"]] = endpoint
+            return copy.deepcopy(endpoint)
+
+    def list_webhook_endpoints(self) -> dict:
+        with self.lock:
+            shown = [
+                {k: v for k, v in e.items() if k != "secret"}
+                for e in self._webhook_endpoints.values()
+            ]
+        return {"object": "list", "data": shown, "has_more": False, "url": "/v1/webhook_endpoints"}
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> dict:
+        with self.lock:
+            if self._webhook_endpoints.pop(endpoint_id, None) is None:
+                raise StripeError(
+                    404,
+                    f"No such webhook endpoint: '{endpoint_id}'",
+                    code="resource_missing",
+                    param="id",
+                )
+        return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+
+    def _delivery(
+        self, event_id: str, endpoint: dict, payload: bytes, visible_at: float
+    ) -> Delivery:
+        secret, endpoint_id = endpoint["secret"], endpoint["id"]
+
+        def build() -> tuple[bytes, dict[str, str]]:
+            # Signed at send time with real time: receivers check `t` against their own clock.
+            timestamp = int(time.time())
+            signed = f"{timestamp}.".encode() + payload
+            signature = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+            return payload, {
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": f"t={timestamp},v1={signature}",
+                "User-Agent": WEBHOOK_USER_AGENT,
+            }
+
+        def delivered() -> None:
+            with self.lock:
+                event = self._objects["event"].get(event_id)
+                if event is not None and (event_id, endpoint_id) not in self._delivered:
+                    self._delivered.add((event_id, endpoint_id))
+                    event["pending_webhooks"] = max(event["pending_webhooks"] - 1, 0)
+
+        return Delivery(
+            url=endpoint["url"],
+            label=event_id,
+            build=build,
+            is_due=lambda: self.clock.now().timestamp() >= visible_at,
+            on_success=delivered,
+        )
 
     # --- request execution with idempotency ---------------------------------------------
 
@@ -453,23 +686,55 @@ class StripeSimulator:
         return rendered
 
     def _present(self, obj: dict) -> dict:
+        """An object as the API shows it now: fields that follow from other objects filled in."""
         shown = copy.deepcopy(obj)
-        if shown["object"] == "balance_transaction":
+        kind = shown["object"]
+        if kind == "balance_transaction":
             # Funds become available at `available_on`; Stripe reports the status as of now.
             shown["status"] = (
                 "available" if self.clock.unix() >= shown["available_on"] else "pending"
             )
+        elif kind == "charge":
+            refunds = sorted(
+                (r for r in self._objects["refund"].values() if r["charge"] == shown["id"]),
+                key=self._order_key,
+                reverse=True,
+            )
+            shown["refunds"].update(
+                data=[copy.deepcopy(r) for r in refunds[:EMBEDDED_REFUNDS]],
+                has_more=len(refunds) > EMBEDDED_REFUNDS,
+            )
+        elif kind == "dispute":
+            # Stored as ids; Stripe embeds the whole balance transactions.
+            shown["balance_transactions"] = [
+                self._present(self._objects["balance_transaction"][txn_id])
+                for txn_id in obj["balance_transactions"]
+            ]
         return shown
 
     def _expand(self, node: dict, parts: list[str]) -> None:
         head, rest = parts[0], parts[1:]
         value = node.get(head)
         if isinstance(value, str):
-            target = self._objects[EXPANDABLE[node["object"]][head]].get(value)
+            kind = EXPANDABLE[KIND_OF_OBJECT.get(node["object"], node["object"])][head]
+            if kind == "source":
+                kind = SOURCE_KINDS[value.split("_")[0]]
+            target = self._objects[kind].get(value)
             if target is not None:
                 value = node[head] = self._present(target)
         if rest and isinstance(value, dict):
             self._expand(value, rest)
+
+    def _filtered_list(self, kind: str, p: dict, url: str, fields: tuple[str, ...]) -> dict:
+        """A list filtered on equal `fields` and the `created` range."""
+
+        def keep(obj: dict) -> bool:
+            return all(obj[f] == p[f] for f in fields if f in p) and _in_range(
+                obj["created"], p.get("created")
+            )
+
+        with self.lock:
+            return self._list(kind, p, url, keep)
 
     def _list(self, kind: str, params: dict, url: str, keep: Callable[[dict], bool]) -> dict:
         limit = params.get("limit", 10)
@@ -552,6 +817,7 @@ class StripeSimulator:
             )
             self._apply_customer_fields(customer, p)
             self._add("customer", customer)
+            self._index_customer(customer)
             self._emit("customer.created", customer, request, now)
             return self._render(customer, expansions)
 
@@ -581,6 +847,7 @@ class StripeSimulator:
                     k: old.get(k) for k in old.keys() | new.keys() if old.get(k) != new.get(k)
                 }
             if previous:
+                self._index_customer(customer)
                 self._emit("customer.updated", customer, request, self.clock.unix(), previous)
             return self._render(customer, expansions)
 
@@ -600,6 +867,52 @@ class StripeSimulator:
 
         with self.lock:
             return self._list("customer", p, "/v1/customers", keep)
+
+    def _index_customer(self, customer: dict) -> None:
+        """Queue the customer's current state for search, `search_lag_seconds` from now."""
+        now = self.clock.now().timestamp()
+        entries = self._search_index.setdefault(customer["id"], [])
+        entries.append((now + self.search_lag_seconds, copy.deepcopy(customer)))
+        # Keep the newest entry already searchable and any still pending.
+        shown = [i for i, (since, _) in enumerate(entries) if since <= now]
+        if len(shown) > 1:
+            del entries[: shown[-1]]
+
+    def search_customers(self, params: dict) -> dict:
+        """`GET /v1/customers/search`: matched against the search index, which lags behind
+        writes by `search_lag_seconds`; the customers found are shown as they are now."""
+        p = sp.validate(params, CUSTOMER_SEARCH)
+        matches = search_predicate(p["query"])
+        paths = [e for e in p.get("expand", []) if e != "total_count"]
+        expansions = self._expansions("customer", paths, listing=True)
+        limit = p.get("limit", 10)
+        if not 1 <= limit <= 100:
+            raise invalid(
+                "Invalid limit: must be between 1 and 100",
+                code="parameter_invalid_integer",
+                param="limit",
+            )
+        offset = _page_offset(p["page"]) if "page" in p else 0
+        with self.lock:
+            now = self.clock.now().timestamp()
+            found = []
+            for customer_id, entries in self._search_index.items():
+                indexed = [snapshot for since, snapshot in entries if since <= now]
+                if indexed and matches(indexed[-1]):
+                    found.append(self._objects["customer"][customer_id])
+            found.sort(key=self._order_key, reverse=True)
+            window = found[offset : offset + limit]
+            has_more = len(found) > offset + limit
+            result = {
+                "object": "search_result",
+                "data": [self._render(c, expansions) for c in window],
+                "has_more": has_more,
+                "next_page": _page_token(offset + limit) if has_more else None,
+                "url": "/v1/customers/search",
+            }
+            if "total_count" in p.get("expand", []):
+                result["total_count"] = len(found)
+            return result
 
     # --- payment intents -----------------------------------------------------------------
 
@@ -832,13 +1145,25 @@ class StripeSimulator:
             return self._list("payment_intent", p, "/v1/payment_intents", keep)
 
     def awaiting_payment(self, created_by: int) -> list[str]:
-        """Ids of PaymentIntents waiting for a payment method, created at or before `created_by`."""
+        """Ids of PaymentIntents waiting for the shopper (a payment method, or 3-D Secure),
+        created at or before `created_by`."""
         with self.lock:
             return [
                 pi["id"]
                 for pi in self._objects["payment_intent"].values()
-                if pi["status"] == "requires_payment_method" and pi["created"] <= created_by
+                if pi["status"] in ("requires_payment_method", "requires_action")
+                and pi["created"] <= created_by
             ]
+
+    def captured_charges(self) -> list[str]:
+        """Ids of the succeeded, captured charges, oldest first."""
+        with self.lock:
+            charges = (
+                ch
+                for ch in self._objects["charge"].values()
+                if ch["status"] == "succeeded" and ch["captured"]
+            )
+            return [ch["id"] for ch in sorted(charges, key=self._order_key)]
 
     def _customer_param(self, customer_id: str | None) -> str | None:
         if customer_id is not None and customer_id not in self._objects["customer"]:
@@ -1106,33 +1431,66 @@ class StripeSimulator:
         return charge
 
     def _new_balance_transaction(self, charge: dict, amount: int, now: int) -> str:
+        """The captured payment, less Stripe's fee, available PAYOUT_DELAY_DAYS days later."""
         fee = int((Decimal(amount) * FEE_RATE).quantize(Decimal(1), ROUND_HALF_UP)) + FEE_FIXED
-        available_on = (now // 86400 + PAYOUT_DELAY_DAYS) * 86400
+        return self._record_balance(
+            source=charge["id"],
+            type_="charge",
+            category="charge",
+            amount=amount,
+            fee=fee,
+            fee_description="Stripe processing fees",
+            currency=charge["currency"],
+            description=charge["description"],
+            now=now,
+            available_on=(now // 86400 + PAYOUT_DELAY_DAYS) * 86400,
+        )
+
+    def _record_balance(
+        self,
+        *,
+        source: str,
+        type_: str,
+        category: str,
+        amount: int,
+        currency: str,
+        description: str | None,
+        now: int,
+        fee: int = 0,
+        fee_description: str = "",
+        available_on: int | None = None,
+    ) -> str:
+        """A balance transaction; without `available_on` the money moves at once (refunds,
+        dispute withdrawals, payouts)."""
         transaction = _example("balance_transaction")
         transaction.update(
             id=self.new_id("txn"),
             amount=amount,
-            available_on=available_on,
+            available_on=now if available_on is None else available_on,
             balance_type="payments",
             created=now,
-            currency=charge["currency"],
-            description=charge["description"],
+            currency=currency,
+            description=description,
             exchange_rate=None,
             fee=fee,
-            fee_details=[
-                {
-                    "amount": fee,
-                    "application": None,
-                    "currency": charge["currency"],
-                    "description": "Stripe processing fees",
-                    "type": "stripe_fee",
-                }
-            ],
+            fee_details=(
+                [
+                    {
+                        "amount": fee,
+                        "application": None,
+                        "currency": currency,
+                        "description": fee_description,
+                        "type": "stripe_fee",
+                    }
+                ]
+                if fee
+                else []
+            ),
             net=amount - fee,
-            reporting_category="charge",
-            source=charge["id"],
+            reporting_category=category,
+            source=source,
             status="pending",
-            type="charge",
+            type=type_,
         )
         self._add("balance_transaction", transaction)
         return transaction["id"]
@@ -1166,16 +1524,16 @@ class StripeSimulator:
     def list_balance_transactions(self, params: dict) -> dict:
         p = sp.validate(params, BALANCE_TRANSACTION_LIST)
         fields = ("currency", "source", "type")
-
-        def keep(bt: dict) -> bool:
-            # No payouts are simulated, so no transaction belongs to one yet.
-            if "payout" in p:
-                return False
-            return all(bt[f] == p[f] for f in fields if f in p) and _in_range(
-                bt["created"], p.get("created")
-            )
-
         with self.lock:
+            in_payout = self.payout_transaction_ids(p["payout"]) if "payout" in p else None
+
+            def keep(bt: dict) -> bool:
+                return (
+                    (in_payout is None or bt["id"] in in_payout)
+                    and all(bt[f] == p[f] for f in fields if f in p)
+                    and _in_range(bt["created"], p.get("created"))
+                )
+
             return self._list("balance_transaction", p, "/v1/balance_transactions", keep)
 
     def retrieve_event(self, event_id: str, params: dict) -> dict:
@@ -1185,7 +1543,9 @@ class StripeSimulator:
             return self._render(self._get("event", event_id), expansions)
 
     def list_events(self, params: dict) -> dict:
-        """`delivery_success` is accepted and has no effect: the simulator sends no webhooks."""
+        """Events visible by now (see `configure_event_delivery`), each of a page repeated up
+        to `max_copies` times at random later places in it. `delivery_success=true` keeps the
+        events delivered to every webhook endpoint, `false` those still pending."""
         p = sp.validate(params, EVENT_LIST)
         if "type" in p and "types" in p:
             raise invalid(
@@ -1197,17 +1557,35 @@ class StripeSimulator:
             raise invalid("Wildcards are not supported in types; use type instead.", param="types")
         pattern = re.compile(re.escape(p["type"]).replace(r"\*", ".*")) if "type" in p else None
         wanted = set(p["types"]) if "types" in p else None
+        delivered = p.get("delivery_success")
+        now = self.clock.now().timestamp()
 
         def keep(event: dict) -> bool:
             return (
                 not self._expired_event(event)
+                and self._visible_at.get(event["id"], 0) <= now
                 and _in_range(event["created"], p.get("created"))
                 and (pattern is None or pattern.fullmatch(event["type"]) is not None)
                 and (wanted is None or event["type"] in wanted)
+                and (delivered is None or (event["pending_webhooks"] == 0) == delivered)
             )
 
         with self.lock:
-            return self._list("event", p, "/v1/events", keep)
+            page = self._list("event", p, "/v1/events", keep)
+            if self._max_copies > 1:
+                self._repeat_events(page, p.get("limit", 10))
+            return page
+
+    def _repeat_events(self, page: dict, limit: int) -> None:
+        """Repeat events within the page as a lagging list index can; still at most `limit`."""
+        rows = page["data"]
+        for event in list(rows):
+            for _ in range(self._delivery_rng.randint(1, self._max_copies) - 1):
+                later = rows.index(event) + 1
+                rows.insert(self._delivery_rng.randint(later, len(rows)), copy.deepcopy(event))
+        if len(rows) > limit:
+            del rows[limit:]
+            page["has_more"] = True
 
 
 # --- HTTP --------------------------------------------------------------------------------
@@ -1240,21 +1618,50 @@ def _api_key(authorization: str | None) -> str:
     return ""
 
 
+def fault_response(status: int) -> tuple[dict, dict[str, str]]:
+    """An injected error as Stripe words it. Injected errors never reach the idempotency layer,
+    so a 429 is not stored, as Stripe does not store them."""
+    headers = {"Request-Id": f"req_{secrets.token_hex(7)}"}
+    if status == 429:
+        error = StripeError(
+            429,
+            "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits.",
+            code="rate_limit",
+        )
+    else:
+        error = StripeError(
+            status,
+            "An unknown error occurred while processing your request. Please retry.",
+            type_="api_error",
+        )
+    return error.body(), headers
+
+
 def create_app(
     *,
     clock: Clock | None = None,
     seed: int | None = None,
     api_keys: Iterable[str] | None = None,
-) -> FastAPI:
+    search_lag_seconds: float = 0,
+) -> SandboxApp:
     """The Stripe simulator as an ASGI app; its state is `app.state.simulator`.
 
-    Without `api_keys`, any test-mode key (`sk_test_...`, `rk_test_...`) is accepted.
+    Without `api_keys`, any test-mode key (`sk_test_...`, `rk_test_...`) is accepted. `seed`
+    seeds object ids, fault injection and event delivery misbehaviour.
     """
-    sim = StripeSimulator(clock=clock, seed=seed)
+    sim = StripeSimulator(clock=clock, seed=seed, search_lag_seconds=search_lag_seconds)
     allowed = frozenset(api_keys) if api_keys is not None else None
-    app = FastAPI(title="Stripe simulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app = SandboxApp(title="Stripe simulator")
     app.state.simulator = sim
-    install_sandbox_controls(app, name="stripe", clock=sim.clock, reset=sim.reset)
+    install_sandbox_controls(
+        app,
+        name="stripe",
+        clock=sim.clock,
+        reset=sim.reset,
+        fault_response=fault_response,
+        seed=seed,
+    )
 
     def authenticate(authorization: str | None) -> None:
         key = _api_key(authorization)
@@ -1296,6 +1703,8 @@ def create_app(
 
     route("POST", "/v1/customers", lambda a, p, r: sim.create_customer(p, r))
     route("GET", "/v1/customers", lambda a, p, r: sim.list_customers(p))
+    # Before /v1/customers/{customer}, which would otherwise take "search" for an id.
+    route("GET", "/v1/customers/search", lambda a, p, r: sim.search_customers(p))
     route(
         "GET", "/v1/customers/{customer}", lambda a, p, r: sim.retrieve_customer(a["customer"], p)
     )
@@ -1324,6 +1733,21 @@ def create_app(
         )
     route("GET", "/v1/charges", lambda a, p, r: sim.list_charges(p))
     route("GET", "/v1/charges/{charge}", lambda a, p, r: sim.retrieve_charge(a["charge"], p))
+    route("POST", "/v1/refunds", lambda a, p, r: sim.create_refund(p, r))
+    route("GET", "/v1/refunds", lambda a, p, r: sim.list_refunds(p))
+    route("GET", "/v1/refunds/{refund}", lambda a, p, r: sim.retrieve_refund(a["refund"], p))
+    route("POST", "/v1/refunds/{refund}", lambda a, p, r: sim.update_refund(a["refund"], p, r))
+    route("GET", "/v1/disputes", lambda a, p, r: sim.list_disputes(p))
+    route("GET", "/v1/disputes/{dispute}", lambda a, p, r: sim.retrieve_dispute(a["dispute"], p))
+    route("POST", "/v1/disputes/{dispute}", lambda a, p, r: sim.update_dispute(a["dispute"], p, r))
+    route("GET", "/v1/radar/early_fraud_warnings", lambda a, p, r: sim.list_early_fraud_warnings(p))
+    route(
+        "GET",
+        "/v1/radar/early_fraud_warnings/{early_fraud_warning}",
+        lambda a, p, r: sim.retrieve_early_fraud_warning(a["early_fraud_warning"], p),
+    )
+    route("GET", "/v1/payouts", lambda a, p, r: sim.list_payouts(p))
+    route("GET", "/v1/payouts/{payout}", lambda a, p, r: sim.retrieve_payout(a["payout"], p))
     route("GET", "/v1/balance_transactions", lambda a, p, r: sim.list_balance_transactions(p))
     route(
         "GET",
@@ -1332,6 +1756,44 @@ def create_app(
     )
     route("GET", "/v1/events", lambda a, p, r: sim.list_events(p))
     route("GET", "/v1/events/{id}", lambda a, p, r: sim.retrieve_event(a["id"], p))
+
+    # Test helpers: what Stripe, banks and card networks do on their own. JSON in and out.
+    def helper(method: str, path: str, operation: Callable[[dict, Any], dict]) -> None:
+        async def endpoint(request: Request) -> Response:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                error = invalid(f"The request body is not valid JSON: {exc}")
+                return JSONResponse(error.body(), status_code=error.status)
+            try:
+                return JSONResponse(operation(request.path_params, body))
+            except StripeError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+
+        app.add_api_route(path, endpoint, methods=[method], include_in_schema=False)
+
+    helpers = "/_sandbox/stripe"
+    helper("POST", f"{helpers}/disputes", lambda a, b: sim.open_dispute(b))
+    helper("POST", f"{helpers}/disputes/{{id}}/close", lambda a, b: sim.close_dispute(a["id"], b))
+    helper(
+        "POST", f"{helpers}/early_fraud_warnings", lambda a, b: sim.create_early_fraud_warning(b)
+    )
+    helper("POST", f"{helpers}/payouts", lambda a, b: sim.create_payouts(b))
+    helper("POST", f"{helpers}/payouts/{{id}}/paid", lambda a, b: sim.pay_payout(a["id"]))
+    helper("POST", f"{helpers}/refunds/{{id}}/fail", lambda a, b: sim.fail_refund(a["id"], b))
+    helper("POST", f"{helpers}/webhook_endpoints", lambda a, b: sim.create_webhook_endpoint(b))
+    helper("GET", f"{helpers}/webhook_endpoints", lambda a, b: sim.list_webhook_endpoints())
+    helper(
+        "DELETE",
+        f"{helpers}/webhook_endpoints/{{id}}",
+        lambda a, b: sim.delete_webhook_endpoint(a["id"]),
+    )
+    helper(
+        "GET", f"{helpers}/webhook_deliveries", lambda a, b: {"attempts": sim.webhooks.attempts()}
+    )
+    helper("GET", f"{helpers}/event_delivery", lambda a, b: sim.event_delivery())
+    helper("POST", f"{helpers}/event_delivery", lambda a, b: sim.configure_event_delivery(b))
 
     @app.exception_handler(StarletteHTTPException)
     async def unknown_route(request: Request, exc: StarletteHTTPException) -> Response:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sandbox import erp_sim, ordercloud_sim, stripe_sim
 from sandbox.clock import parse_instant
 from sandbox.shopper import AutoPayShopper
+from sandbox.traffic import DemoTraffic
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -95,6 +96,12 @@ class Sandbox:
         self.ordercloud: ordercloud_sim.OrderCloudSimulator = ordercloud.app.state.simulator
         self.erp: erp_sim.ErpSimulator = erp.app.state.simulator
         self.shopper = shopper
+        self.traffic: DemoTraffic | None = None
+
+    def _apps(self) -> dict[str, FastAPI]:
+        return dict(
+            zip(("stripe", "ordercloud", "erp"), (s.app for s in self._servers), strict=True)
+        )
 
     def _clocks(self) -> list:
         return [self.stripe.clock, self.ordercloud.clock, self.erp.clock]
@@ -110,16 +117,55 @@ class Sandbox:
             clock.advance(seconds)
 
     def reset(self) -> None:
-        """Clear all simulator state, clocks and request counters."""
-        for server in self._servers:
-            sim = server.app.state.simulator
-            sim.reset()
-            sim.clock.reset()
-            server.app.state.request_stats.reset()
+        """Clear all simulator state, clocks, request counters and faults."""
+        for app in self._apps().values():
+            app.state.reset_sandbox()
+
+    def set_faults(
+        self,
+        *,
+        stripe: list[dict] | None = None,
+        ordercloud: list[dict] | None = None,
+        erp: list[dict] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Replace the fault rules of each simulator given (as `POST /_sandbox/faults` takes
+        them); `[]` clears one, an omitted one keeps its rules. The draws restart from `seed`,
+        or the app's seed without one."""
+        given = {"stripe": stripe, "ordercloud": ordercloud, "erp": erp}
+        apps = self._apps()
+        for name, rules in given.items():
+            if rules is not None:
+                body = {"rules": rules} if seed is None else {"rules": rules, "seed": seed}
+                apps[name].state.faults.configure(body)
+
+    def clear_faults(self) -> None:
+        for app in self._apps().values():
+            app.state.faults.clear()
+
+    def request_counts(self) -> dict[str, dict]:
+        """Each simulator's `GET /_sandbox/requests`: per route, and faulted per kind."""
+        return {name: app.state.request_stats.snapshot() for name, app in self._apps().items()}
+
+    def start_demo_traffic(self, **options: Any) -> DemoTraffic:
+        """Start `DemoTraffic` (options as its constructor takes them)."""
+        if self.traffic is not None:
+            raise RuntimeError("demo traffic is already running")
+        self.traffic = DemoTraffic(self.stripe, self.ordercloud, **options)
+        self.traffic.start()
+        return self.traffic
+
+    def stop_demo_traffic(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+            self.traffic = None
 
     def stop(self) -> None:
+        self.stop_demo_traffic()
         if self.shopper is not None:
             self.shopper.stop()
+        self.stripe.close()
+        self.ordercloud.close()
         for server in self._servers:
             server.server.should_exit = True
         for server in self._servers:
@@ -146,8 +192,9 @@ def start_sandbox(
 ) -> Sandbox:
     """Start the Stripe, OrderCloud and ERP simulators; port 0 picks a free port.
 
-    The `*_options` go to each simulator's `create_app` (e.g. `{"seed": 1}` for Stripe,
-    `{"list_lag_seconds": 30}` for OrderCloud, `{"token": "..."}` for the ERP).
+    The `*_options` go to each simulator's `create_app` (e.g. `{"seed": 1,
+    "search_lag_seconds": 10}` for Stripe, `{"list_lag_seconds": 30}` for OrderCloud,
+    `{"token": "..."}` for the ERP; `seed` also seeds each one's fault injection).
     """
     started: list[RunningServer] = []
     try:

@@ -54,7 +54,7 @@ python -m stripe_sitecore.store migrate
 
 echo "==> starting the sandbox: Stripe :$STRIPE_PORT, OrderCloud :$ORDERCLOUD_PORT, ERP :$ERP_PORT"
 setsid python -m sandbox --host "$SANDBOX_HOST" --stripe-port "$STRIPE_PORT" \
-  --ordercloud-port "$ORDERCLOUD_PORT" --erp-port "$ERP_PORT" --auto-pay-seconds 20 \
+  --ordercloud-port "$ORDERCLOUD_PORT" --erp-port "$ERP_PORT" --demo-traffic \
   >"$AIRFLOW_HOME/logs/sandbox.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do

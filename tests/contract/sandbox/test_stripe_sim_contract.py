@@ -24,8 +24,12 @@ SDK_CLASSES = {
     "balance_transaction": stripe.BalanceTransaction,
     "charge": stripe.Charge,
     "customer": stripe.Customer,
+    "dispute": stripe.Dispute,
     "event": stripe.Event,
     "payment_intent": stripe.PaymentIntent,
+    "payout": stripe.Payout,
+    "radar.early_fraud_warning": stripe.radar.EarlyFraudWarning,
+    "refund": stripe.Refund,
 }
 
 
@@ -93,12 +97,17 @@ def assert_like_published(obj: dict, kind: str) -> None:
 
 
 @pytest.fixture
-def every_object(stripe_http: httpx.Client) -> dict[str, list[dict]]:
+def every_object(sim, stripe_http: httpx.Client) -> dict[str, list[dict]]:
     """One of each interesting state of each resource, as raw JSON."""
 
     def post(path: str, data: dict) -> dict:
         response = stripe_http.post(path, data=data)
         assert response.status_code in (200, 402), response.text
+        return response.json()
+
+    def helper(path: str, body: dict) -> dict:
+        response = stripe_http.post(f"/_sandbox/stripe/{path}", json=body)
+        assert response.status_code == 200, response.text
         return response.json()
 
     customer = post(
@@ -124,15 +133,31 @@ def every_object(stripe_http: httpx.Client) -> dict[str, list[dict]]:
     )
     captured = post(f"/v1/payment_intents/{manual['id']}/capture", {"amount_to_capture": "1500"})
     canceled = post(f"/v1/payment_intents/{post('/v1/payment_intents', base)['id']}/cancel", {})
+    refund = post("/v1/refunds", {"payment_intent": succeeded["id"], "amount": "500"})
+    post(f"/v1/refunds/{refund['id']}", {"metadata[case]": "c-1"})
+    failed = helper(f"refunds/{refund['id']}/fail", {})
+    warning = helper("early_fraud_warnings", {"charge": captured["latest_charge"]})
+    dispute = helper("disputes", {"charge": captured["latest_charge"]})
+    post(f"/v1/disputes/{dispute['id']}", {"evidence[uncategorized_text]": "Delivered."})
+    won = helper(f"disputes/{dispute['id']}/close", {"status": "won"})
+    sim.advance_clock(3 * 86400)
+    payout = helper("payouts", {})["data"][0]
     charges = stripe_http.get("/v1/charges", params={"limit": 100}).json()["data"]
-    transactions = stripe_http.get("/v1/balance_transactions").json()["data"]
+    transactions = stripe_http.get("/v1/balance_transactions", params={"limit": 100}).json()
     events = stripe_http.get("/v1/events", params={"limit": 100}).json()["data"]
     return {
         "customer": [stripe_http.get(f"/v1/customers/{customer['id']}").json()],
         "payment_intent": [succeeded, declined, action, captured, canceled],
         "charge": charges,
-        "balance_transaction": transactions,
+        "balance_transaction": transactions["data"],
         "event": events,
+        "refund": [refund, failed],
+        "dispute": [dispute, won],
+        "radar.early_fraud_warning": [
+            warning,
+            stripe_http.get(f"/v1/radar/early_fraud_warnings/{warning['id']}").json(),
+        ],
+        "payout": [payout],
     }
 
 
@@ -142,7 +167,8 @@ def test_objects_have_every_published_field_with_its_type(every_object, kind):
     assert objects
     for obj in objects:
         assert obj["object"] == kind
-        assert obj.get("livemode", False) is False  # balance transactions have no livemode
+        # Balance transactions and refunds have no livemode.
+        assert obj.get("livemode", False) is False
         assert_like_published(obj, kind)
 
 
@@ -176,6 +202,21 @@ def test_events_cover_every_simulated_state_change(every_object):
         "charge.succeeded",
         "charge.failed",
         "charge.captured",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+        "charge.refunded",
+        "charge.refund.updated",
+        "radar.early_fraud_warning.created",
+        "radar.early_fraud_warning.updated",
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_reinstated",
+        "payout.created",
+        "payout.paid",
+        "payout.reconciliation_completed",
     }
 
 
@@ -186,6 +227,10 @@ def test_ids_have_stripe_prefixes(every_object):
         "charge": "ch_",
         "balance_transaction": "txn_",
         "event": "evt_",
+        "refund": "re_",
+        "dispute": "dp_",
+        "radar.early_fraud_warning": "issfr_",
+        "payout": "po_",
     }
     for kind, prefix in prefixes.items():
         assert all(obj["id"].startswith(prefix) for obj in every_object[kind])

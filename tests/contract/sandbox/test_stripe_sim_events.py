@@ -135,3 +135,47 @@ def test_events_older_than_30_days_are_gone(stripe_client, sim):
     assert gone.value.http_status == 404
     # The objects themselves stay: reconciliation reads them from their list endpoints.
     assert len(stripe_client.v1.customers.list().data) == 2
+
+
+def test_duplicate_delivery_repeats_events_within_pages(stripe_client, stripe_http, sim):
+    ids = customer_events(stripe_client, sim, list(range(12)))
+    configured = stripe_http.post(
+        "/_sandbox/stripe/event_delivery", json={"max_copies": 3, "seed": 5}
+    )
+    assert configured.json() == {"max_copies": 3, "max_delay_seconds": 0.0, "seed": 5}
+    page = listed(stripe_client, limit=20)
+    assert len(page) == 20 and len(set(page)) < 20  # a full page, with repeats
+    first_seen = list(dict.fromkeys(page))
+    assert first_seen == list(reversed(ids))[: len(first_seen)]  # still newest first
+    walked = [e.id for e in stripe_client.v1.events.list(params={"limit": 5}).auto_paging_iter()]
+    assert set(walked) == set(ids) and len(walked) > len(ids)
+    assert stripe_http.post("/_sandbox/stripe/event_delivery", json={"max_copies": 0}).is_error
+
+
+def test_delayed_visibility_shows_events_after_their_created_time(stripe_client, stripe_http, sim):
+    sim.set_clock(T0, frozen=True)
+    stripe_http.post("/_sandbox/stripe/event_delivery", json={"max_delay_seconds": 60, "seed": 3})
+    for _ in range(6):
+        stripe_client.v1.customers.create()
+    created = stripe_client.v1.customers.list().data
+    assert listed(stripe_client) == []
+    seen = []
+    for _ in range(6):
+        sim.advance_clock(10)
+        now_listed = listed(stripe_client, created={"gte": T0_UNIX})
+        assert set(seen) <= set(now_listed)
+        seen = now_listed
+    assert len(seen) == 6
+    events = stripe_client.v1.events.list(params={"limit": 6}).data
+    assert all(e.created == T0_UNIX for e in events)
+    assert {e.data.object.id for e in events} == {c.id for c in created}
+
+    stripe_http.post("/_sandbox/stripe/event_delivery", json={"max_delay_seconds": 3600})
+    late = stripe_client.v1.customers.create()
+
+    def listed_objects() -> set[str]:
+        return {e.data.object.id for e in stripe_client.v1.events.list(params={"limit": 20}).data}
+
+    assert late.id not in listed_objects()
+    sim.advance_clock(3600)
+    assert late.id in listed_objects()

@@ -424,3 +424,63 @@ def test_concurrent_requests_with_one_idempotency_key_create_one_object(sim):
         ids = set(pool.map(create, range(16)))
     assert len(ids) == 1
     assert sim.stripe.awaiting_payment(created_by=2**40) == list(ids)
+
+
+def test_customer_search_query_language(stripe_client):
+    ada = stripe_client.v1.customers.create(
+        params={"email": "Ada@Example.com", "name": "Ada Lovelace",
+                "metadata": {"sitecore_user_id": "u-1"}}
+    )  # fmt: skip
+    grace = stripe_client.v1.customers.create(
+        params={"email": "grace@example.com", "name": "Grace Hopper",
+                "metadata": {"sitecore_user_id": "u-2", "tier": "gold"}}
+    )  # fmt: skip
+
+    def found(query: str) -> list[str]:
+        result = stripe_client.v1.customers.search(params={"query": query})
+        assert result.object == "search_result" and result.url == "/v1/customers/search"
+        return [c.id for c in result.data]
+
+    assert found("email:'ada@example.com'") == [ada.id]  # exact, but not case-sensitive
+    assert found("metadata['sitecore_user_id']:'u-2'") == [grace.id]
+    assert found("email:'grace@example.com' AND metadata[\"tier\"]:'gold'") == [grace.id]
+    assert found("email:'grace@example.com' AND metadata['tier']:'silver'") == []
+    assert found("name~'love' OR name~'hop'") == [grace.id, ada.id]
+    assert found("-metadata['tier']:null") == [grace.id]
+    assert found(f"created>={grace.created} AND -name:'Ada Lovelace'") == [grace.id]
+    for bad in ("email:", "colour:'red'", "name~'ad'", "email:'a' AND name:'b' OR phone:'c'",
+                "created:'yesterday'"):  # fmt: skip
+        with pytest.raises(stripe.InvalidRequestError) as rejected:
+            stripe_client.v1.customers.search(params={"query": bad})
+        assert rejected.value.param == "query", bad
+
+
+def test_customer_search_lags_and_pages(stripe_client, sim, monkeypatch):
+    monkeypatch.setattr(sim.stripe, "search_lag_seconds", 30)
+    sim.set_clock("2026-06-01T00:00:00Z", frozen=True)
+    ids = [
+        stripe_client.v1.customers.create(params={"email": f"c{i}@example.com"}).id
+        for i in range(5)
+    ]
+    query = {"query": "email~'example.com'", "limit": 2}
+    assert stripe_client.v1.customers.search(params=query).data == []
+    # The exact list lookup is immediate, as API-NOTES recommends.
+    assert stripe_client.v1.customers.list(params={"email": "c0@example.com"}).data[0].id == ids[0]
+    sim.advance_clock(30)
+    page = stripe_client.v1.customers.search(params=query)
+    assert [c.id for c in page.data] == ids[:-3:-1] and page.has_more and page.next_page
+    walked = [c.id for c in page.auto_paging_iter()]
+    assert walked == ids[::-1]
+    everything = stripe_client.v1.customers.search(
+        params={"query": "email~'example.com'", "expand": ["total_count"]}
+    )
+    assert everything.total_count == 5
+
+    stripe_client.v1.customers.update(ids[0], params={"email": "moved@example.org"})
+    assert [c.id for c in stripe_client.v1.customers.search(params=query).data] == ids[:-3:-1]
+    moved = {"query": "email:'moved@example.org'"}
+    assert stripe_client.v1.customers.search(params=moved).data == []
+    sim.advance_clock(30)
+    assert [c.id for c in stripe_client.v1.customers.search(params=moved).data] == [ids[0]]
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_client.v1.customers.search(params={**query, "page": "not-a-token"})
