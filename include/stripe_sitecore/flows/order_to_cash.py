@@ -62,32 +62,47 @@ ORDER_MAPPING = "ordercloud_order_to_payment_intent"
 def sync_orders_to_stripe(
     ordercloud: OrderCloudClient, stripe_gateway: StripeGateway, store: StateStore, window: Window
 ) -> RunSummary:
-    """Map, validate and push the window's orders; quarantine what cannot be sent exactly."""
+    """Push the orders updated in the window (re-reading the overlap) to Stripe."""
+    filters = Filters().not_less("LastUpdated", window.read_from).less("LastUpdated", window.end)
+    orders = list(ordercloud.list_orders(filters))
+    summary = push_orders(orders, ordercloud, stripe_gateway, store)
+    summary.log(log, f"orders {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
+    return summary
+
+
+def push_orders(
+    orders: list[dict[str, Any]],
+    ordercloud: OrderCloudClient,
+    stripe_gateway: StripeGateway,
+    store: StateStore,
+) -> RunSummary:
+    """Map, validate and push orders to Stripe; quarantine what cannot be sent exactly.
+
+    The one code path for scheduled runs, backfills and dead-letter replays.
+    """
     summary = RunSummary()
     mapping = load_mapping(ORDER_MAPPING)
-    filters = Filters().not_less("LastUpdated", window.read_from).less("LastUpdated", window.end)
-    orders = {order["ID"]: order for order in ordercloud.list_orders(filters)}
-    summary.read = len(orders)
+    by_id = {order["ID"]: order for order in orders}
+    summary.read = len(by_id)
 
     candidates: dict[str, dict[str, Any]] = {}
-    for order_id, order in sorted(orders.items()):
+    for order_id, order in sorted(by_id.items()):
         try:
             if not _finish_linked_order(order, ordercloud, store, summary):
                 _map_order(order, mapping, store, summary, candidates)
         except _RETRYABLE as exc:
             summary.fail(f"order {order_id}", exc, log)
 
-    passed = _validated(candidates, orders, store, summary)
+    passed = _validated(candidates, by_id, store, summary)
     for order_id in passed:
         try:
-            _create_payment_intent(orders[order_id], candidates[order_id], stripe_gateway, store)
+            _create_payment_intent(by_id[order_id], candidates[order_id], stripe_gateway, store)
             ordercloud.patch_order(
                 order_id, _payment_xp(_linked_pi(store, order_id), "awaiting_payment")
             )
             summary.created += 1
         except _RETRYABLE as exc:
             summary.fail(f"order {order_id}", exc, log)
-    summary.log(log, f"orders {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
     return summary
 
 
