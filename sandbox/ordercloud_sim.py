@@ -656,6 +656,18 @@ class OrderCloudSimulator:
             self._index(record)
             return copy.deepcopy(order)
 
+    def change_order_totals(self, order_id: str, body: Any) -> dict:
+        """Test helper: new money totals, as editing a submitted order's line items gives."""
+        if not isinstance(body, dict) or not body or set(body) - set(MONEY_FIELDS):
+            raise bad_request(f"Send only money fields: {', '.join(MONEY_FIELDS)}")
+        with self.lock:
+            record = self._order(order_id)
+            for name, value in body.items():
+                record.order[name] = _money(value, name)
+            record.order["LastUpdated"] = _iso(self.clock.now())
+            self._index(record)
+            return copy.deepcopy(record.order)
+
     def order_action(self, order_id: str, action: str) -> dict:
         """Run one of `ORDER_ACTIONS`: the only way an order's Status changes."""
         allowed, status, date_field = ORDER_ACTIONS[action]
@@ -912,6 +924,10 @@ def create_app(
     @app.post("/_sandbox/orders", include_in_schema=False)
     async def seed_order(request: Request) -> Response:
         return answer(sim.seed_order(await body_of(request)), 201)
+
+    @app.post("/_sandbox/orders/{order_id}/totals", include_in_schema=False)
+    async def change_totals(request: Request, order_id: str) -> Response:
+        return answer(sim.change_order_totals(order_id, await body_of(request)))
 
     @app.post("/_sandbox/buyers/{buyer_id}/users", include_in_schema=False)
     async def seed_user(request: Request, buyer_id: str) -> Response:

@@ -54,7 +54,24 @@ def stripe_events_to_sitecore(context: dict[str, Any]) -> dict[str, int]:
         summary = order_to_cash.apply_stripe_events(
             StripeHook().get_conn(), OrderCloudHook().get_conn(), store, window
         )
+    except MappingError as exc:
+        raise AirflowFailException(str(exc)) from exc
     finally:
         store.dispose()
     summary.raise_if_failed("stripe_events_to_sitecore")
+    return summary.as_dict()
+
+
+def paid_orders_to_erp(context: dict[str, Any]) -> dict[str, int]:
+    from stripe_sitecore.flows.erp import drain_erp_outbox
+    from stripe_sitecore.hooks.erp import ErpHook
+
+    store = StateStoreHook().get_conn()
+    try:
+        summary = drain_erp_outbox(OrderCloudHook().get_conn(), ErpHook().get_conn(), store)
+    except MappingError as exc:
+        raise AirflowFailException(str(exc)) from exc
+    finally:
+        store.dispose()
+    summary.raise_if_failed("paid_orders_to_erp")
     return summary.as_dict()

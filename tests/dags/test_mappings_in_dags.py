@@ -1,7 +1,7 @@
 """Mappings and validation through real DAG runs: good records go on, bad ones are quarantined."""
 
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import stripe
@@ -9,10 +9,14 @@ import stripe
 from stripe_sitecore.mapping import mappings_dir
 from stripe_sitecore.store import StateStore
 from tests.harness.airflow import load_dagbag, run_dag
-from tests.harness.services import STRIPE_TEST_KEY, connection_env
-from tests.integration.flows.test_order_to_cash import seed_order
+from tests.harness.services import (
+    STRIPE_TEST_KEY,
+    connection_env,
+    recent_interval_start,
+    seed_order,
+)
 
-INTERVAL_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+INTERVAL_START = recent_interval_start()
 LOGICAL_DATE = INTERVAL_START + timedelta(minutes=5)
 
 

@@ -1,23 +1,26 @@
 """Both foundation DAGs, run by Airflow (dag.test) against the sandbox: paid exactly once."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+import requests
 import stripe
 
 from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.store import StateStore
 from tests.harness.airflow import run_dag
 from tests.harness.services import (
+    ERP_TOKEN,
     ORDERCLOUD_CLIENT_ID,
     ORDERCLOUD_CLIENT_SECRET,
     STRIPE_TEST_KEY,
     connection_env,
+    recent_interval_start,
+    seed_order,
 )
-from tests.integration.flows.test_order_to_cash import seed_order
 
-INTERVAL_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+INTERVAL_START = recent_interval_start()
 # dag.test() reads the last complete interval ending at logical_date.
 LOGICAL_DATE = INTERVAL_START + timedelta(minutes=5)
 
@@ -72,3 +75,89 @@ def test_order_is_paid_exactly_once_and_rerunning_both_dags_changes_nothing(
     with store.begin() as tx:
         assert len(tx.pending_messages("erp.orders")) == 1
     store.dispose()
+
+
+@pytest.mark.airflow
+def test_every_path_through_real_dag_runs_ends_in_the_right_state_on_all_three_sides(
+    clean_sandbox, tmp_path
+):
+    """Currencies (JPY, KWD), total change, cancel, decline then pay, 3-D Secure, ERP, rerun."""
+    sandbox = clean_sandbox
+    sandbox.set_clock(INTERVAL_START + timedelta(minutes=1))
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    StateStore.from_url(state_url).migrate()
+    env = connection_env(sandbox, state_url)
+    orders = {
+        "o-usd": ("19.99", "USD"),
+        "o-jpy": ("5400", "JPY"),
+        "o-kwd": ("12.350", "KWD"),
+        "o-edit": ("30.00", "EUR"),
+        "o-cancel": ("15.00", "GBP"),
+        "o-declined": ("42.00", "USD"),
+        "o-3ds": ("77.00", "EUR"),
+    }
+    for order_id, (total, currency) in orders.items():
+        seed_order(sandbox, order_id, total, currency)
+    client = stripe.StripeClient(STRIPE_TEST_KEY, base_addresses={"api": sandbox.stripe_url})
+    ordercloud = OrderCloudClient(
+        OrderCloudSettings(sandbox.ordercloud_url, ORDERCLOUD_CLIENT_ID, ORDERCLOUD_CLIENT_SECRET)
+    )
+
+    def run_all():
+        results = [
+            run_dag(dag_id, LOGICAL_DATE, env)
+            for dag_id in ("sitecore_orders_to_stripe", "stripe_events_to_sitecore")
+        ]
+        results.append(run_dag("paid_orders_to_erp", LOGICAL_DATE, env))
+        assert [r.state for r in results] == ["success"] * 3, [r.task_states for r in results]
+        return [next(iter(r.returns.values())) for r in results]
+
+    run_all()
+    pis = {pi.metadata["sitecore_order_id"]: pi for pi in client.v1.payment_intents.list().data}
+    sandbox.advance_clock(30)
+    requests.post(
+        f"{sandbox.ordercloud_url}/_sandbox/orders/o-edit/totals",
+        json={"Total": 35.5, "Subtotal": 35.5},
+        timeout=10,
+    ).raise_for_status()
+    ordercloud.request("POST", "/orders/Incoming/o-cancel/cancel")
+    for order_id in ("o-usd", "o-jpy", "o-kwd"):
+        client.v1.payment_intents.confirm(pis[order_id].id, {"payment_method": "pm_card_visa"})
+    with pytest.raises(stripe.CardError):
+        client.v1.payment_intents.confirm(
+            pis["o-declined"].id, {"payment_method": "pm_card_chargeDeclined"}
+        )
+    client.v1.payment_intents.confirm(
+        pis["o-3ds"].id, {"payment_method": "pm_card_authenticationRequired"}
+    )
+    orders_summary, _, _ = run_all()
+    assert orders_summary["updated"] == 2  # the new total and the cancel
+
+    sandbox.advance_clock(30)
+    client.v1.payment_intents.confirm(pis["o-declined"].id, {"payment_method": "pm_card_visa"})
+    client.v1.payment_intents.confirm(pis["o-edit"].id, {"payment_method": "pm_card_visa"})
+    run_all()
+    final = run_all()
+
+    expected = {
+        "o-usd": ("Paid", Decimal("19.99")),
+        "o-jpy": ("Paid", Decimal("5400")),
+        "o-kwd": ("Paid", Decimal("12.350")),
+        "o-edit": ("Paid", Decimal("35.50")),
+        "o-cancel": ("Canceled", None),
+        "o-declined": ("Paid", Decimal("42.00")),
+        "o-3ds": ("RequiresAction", None),
+    }
+    for order_id, (status, amount) in expected.items():
+        assert ordercloud.get_order(order_id)["xp"]["PaymentStatus"] == status, order_id
+        payments = ordercloud.list_payments(order_id)
+        assert [p["Amount"] for p in payments] == ([amount] if amount else []), order_id
+    assert len(client.v1.payment_intents.list().data) == len(orders)
+    assert client.v1.payment_intents.retrieve(pis["o-cancel"].id).status == "canceled"
+    erp_orders = requests.get(
+        f"{sandbox.erp_url}/orders", headers={"Authorization": f"Bearer {ERP_TOKEN}"}, timeout=10
+    ).json()["orders"]
+    assert sorted(o["order_id"] for o in erp_orders) == sorted(
+        k for k, (status, _) in expected.items() if status == "Paid"
+    )
+    assert [s["created"] for s in final] == [0, 0, 0]

@@ -1,7 +1,7 @@
 """Rule 6 of DESIGN.md: no secret in logs, XCom or the state database, through real DAG runs."""
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -15,10 +15,11 @@ from tests.harness.services import (
     ORDERCLOUD_CLIENT_SECRET,
     STRIPE_TEST_KEY,
     connection_env,
+    recent_interval_start,
+    seed_order,
 )
-from tests.integration.flows.test_order_to_cash import seed_order
 
-INTERVAL_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+INTERVAL_START = recent_interval_start()
 LOGICAL_DATE = INTERVAL_START + timedelta(minutes=5)
 
 

@@ -8,20 +8,20 @@ triggers. A REST-triggered run with ``logical_date`` L reads the 5-minute interv
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import stripe
 
 from sandbox.seed import seed_demo_orders
 from stripe_sitecore.store import StateStore
-from tests.harness.services import STRIPE_TEST_KEY, connection_env
+from tests.harness.services import STRIPE_TEST_KEY, connection_env, recent_interval_start
 
 pytestmark = pytest.mark.e2e
 
 ORDERS_DAG = "sitecore_orders_to_stripe"
 EVENTS_DAG = "stripe_events_to_sitecore"
-INTERVAL_START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+INTERVAL_START = recent_interval_start()
 
 
 @pytest.fixture(scope="module")

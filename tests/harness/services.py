@@ -11,10 +11,15 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
 import sqlalchemy as sa
+
+from sandbox.common import dumps_exact
 
 if TYPE_CHECKING:
     from sandbox.testing import Sandbox
@@ -129,3 +134,43 @@ def state_connection(state_db_url: str) -> dict:
         "password": url.password,
         "schema": url.database,
     }
+
+
+def recent_interval_start() -> datetime:
+    """10:00 UTC yesterday: a 5-minute interval inside Stripe's 30-day event retention, today."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    return yesterday.replace(hour=10, minute=0, second=0, microsecond=0)
+
+
+def seed_order(sandbox, order_id: str, total: str, currency: str, **extra) -> None:
+    order = {
+        "ID": order_id,
+        "FromUser": {
+            "ID": f"user-{order_id}",
+            "Username": f"shopper-{order_id}",
+            "FirstName": "Ada",
+            "LastName": "Lovelace",
+            "Email": f"{order_id}@example.com",
+        },
+        "BillingAddress": {
+            "FirstName": "Ada",
+            "LastName": "Lovelace",
+            "Street1": "1 Analytical Way",
+            "City": "London",
+            "Zip": "N1 9GU",
+            "Country": "GB",
+        },
+        "Currency": currency,
+        "Subtotal": total,
+        "Total": total,
+        **extra,
+    }
+    # Sent as JSON numbers, the way OrderCloud sends money.
+    order.update(Total=Decimal(total), Subtotal=Decimal(order["Subtotal"]))
+    response = requests.post(
+        f"{sandbox.ordercloud_url}/_sandbox/orders",
+        data=dumps_exact(order),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    response.raise_for_status()

@@ -1,9 +1,10 @@
 """Order to cash: Sitecore orders become PaymentIntents; Stripe payments mark the orders paid.
 
-Both directions are safe to run any number of times over any window: PaymentIntents are created
-with a deterministic idempotency key and linked in the state DB; OrderCloud payments and
-transactions use the Stripe ids as their IDs (409 means already done); the ledger moves an order's
-state forward only, and the ERP outbox row is written in the same transaction as that move.
+Both directions are safe to run any number of times over any window: PaymentIntents are created,
+updated and canceled with deterministic idempotency keys and linked in the state DB; OrderCloud
+payments and transactions use the Stripe ids as their IDs (409 means already done); the ledger
+moves an order's state forward only, and the ERP outbox row is written in the same transaction as
+that move.
 """
 
 from __future__ import annotations
@@ -12,51 +13,54 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
-import stripe
-
-from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient, OrderCloudError
+from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
-from stripe_sitecore.flows.common import RunSummary, Window
-from stripe_sitecore.mapping import Mapping, load_mapping
+from stripe_sitecore.flows.common import RunSummary, Window, run_each
+from stripe_sitecore.mapping import MappingResult, load_mapping
 from stripe_sitecore.money import from_minor_units
-from stripe_sitecore.store.state import ORDER_STATE_RANK, StateStore
+from stripe_sitecore.store.state import ORDER_STATE_RANK, OrderLink, StateStore
 from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
 
 log = logging.getLogger(__name__)
 
 BACKEND = "ordercloud"
 SOURCE_ORDERS = "ordercloud.orders"
+SOURCE_PAYMENTS = "stripe.payment_intents"
 SOURCE_STRIPE_EVENTS = "stripe.events"
 ERP_TOPIC = "erp.orders"
+
+ORDER_MAPPING = "ordercloud_order_to_payment_intent"
+PAYMENT_MAPPING = "stripe_payment_to_ordercloud"
 
 # OrderCloud's order list is a search index that trails writes; Stripe lists trail `created`.
 ORDER_LIST_OVERLAP = timedelta(minutes=10)
 STRIPE_EVENT_OVERLAP = timedelta(minutes=10)
+# Stripe keeps events 30 days; a day of margin keeps a window from straddling the edge.
+EVENT_RETENTION = timedelta(days=29)
 
 PAYMENT_EVENT_TYPES = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
     "payment_intent.requires_action",
+    "payment_intent.amount_capturable_updated",
     "payment_intent.canceled",
+    "charge.succeeded",
 )
 
-# Ledger state -> xp.PaymentStatus written on the Sitecore order.
+# Ledger states in which the customer has not paid, so the PaymentIntent may still change.
+UNPAID_STATES = frozenset({"awaiting_payment", "payment_failed", "requires_action"})
+
+# Ledger state -> xp.PaymentStatus for writes that do not go through the payment mapping.
 SITECORE_PAYMENT_STATUS = {
     "awaiting_payment": "AwaitingPayment",
     "requires_action": "RequiresAction",
     "payment_failed": "Failed",
+    "authorized": "AwaitingPayment",
     "canceled": "Canceled",
     "paid": "Paid",
 }
 
-# Errors a task retry may cure; the batch goes on and the task fails at the end.
-_RETRYABLE = (OrderCloudError, requests.RequestException, stripe.StripeError)
-
-
 # --- Sitecore -> Stripe ------------------------------------------------------------------
-
-ORDER_MAPPING = "ordercloud_order_to_payment_intent"
 
 
 def sync_orders_to_stripe(
@@ -76,7 +80,7 @@ def push_orders(
     stripe_gateway: StripeGateway,
     store: StateStore,
 ) -> RunSummary:
-    """Map, validate and push orders to Stripe; quarantine what cannot be sent exactly.
+    """Decide and do, per order: create, update or cancel its PaymentIntent, skip or quarantine.
 
     The one code path for scheduled runs, backfills and dead-letter replays.
     """
@@ -84,69 +88,54 @@ def push_orders(
     mapping = load_mapping(ORDER_MAPPING)
     by_id = {order["ID"]: order for order in orders}
     summary.read = len(by_id)
+    with store.begin() as tx:
+        links = {oid: link for oid in by_id if (link := tx.get_order_link(BACKEND, oid))}
 
-    candidates: dict[str, dict[str, Any]] = {}
+    new_orders: dict[str, dict[str, Any]] = {}
+    linked_work: list[tuple[dict[str, Any], OrderLink, MappingResult]] = []
     for order_id, order in sorted(by_id.items()):
-        try:
-            if not _finish_linked_order(order, ordercloud, store, summary):
-                _map_order(order, mapping, store, summary, candidates)
-        except _RETRYABLE as exc:
-            summary.fail(f"order {order_id}", exc, log)
+        result = mapping.apply(order)
+        if order_id in links:
+            linked_work.append((order, links[order_id], result))
+        elif result.outcome == "skip":
+            log.info("order %s skipped: %s", order_id, result.reason)
+            summary.skipped += 1
+        elif result.outcome == "reject":
+            _quarantine_order(order, result.rule, result.reason, store, summary)
+        else:
+            new_orders[order_id] = result.payload
 
-    passed = _validated(candidates, by_id, store, summary)
-    for order_id in passed:
-        try:
-            _create_payment_intent(by_id[order_id], candidates[order_id], stripe_gateway, store)
-            ordercloud.patch_order(
-                order_id, _payment_xp(_linked_pi(store, order_id), "awaiting_payment")
-            )
-            summary.created += 1
-        except _RETRYABLE as exc:
-            summary.fail(f"order {order_id}", exc, log)
+    passed = _validated(new_orders, by_id, store, summary)
+    run_each(
+        passed,
+        lambda oid: _create_payment_intent(
+            by_id[oid], new_orders[oid], stripe_gateway, ordercloud, store, summary
+        ),
+        lambda oid: f"order {oid}",
+        summary,
+    )
+    run_each(
+        linked_work,
+        lambda work: _update_linked_order(*work, stripe_gateway, ordercloud, store, summary),
+        lambda work: f"order {work[0]['ID']}",
+        summary,
+    )
     return summary
 
 
-def _finish_linked_order(
-    order: dict[str, Any], ordercloud: OrderCloudClient, store: StateStore, summary: RunSummary
-) -> bool:
-    """True if the order already has its PaymentIntent (finishing a lost write-back if needed)."""
-    with store.begin() as tx:
-        link = tx.get_order_link(BACKEND, order["ID"])
-    if link is None:
-        return False
-    if (order.get("xp") or {}).get("StripePaymentIntentID") == link.payment_intent_id:
-        summary.skipped += 1
-    else:
-        # Linked but the write-back was lost (a crash between the two): finish it.
-        ordercloud.patch_order(order["ID"], _payment_xp(link.payment_intent_id, link.state))
-        summary.updated += 1
-    return True
-
-
-def _map_order(
-    order: dict[str, Any],
-    mapping: Mapping,
-    store: StateStore,
-    summary: RunSummary,
-    candidates: dict[str, dict[str, Any]],
+def _quarantine_order(
+    order: dict[str, Any], rule: str | None, reason: str | None, store: StateStore, summary
 ) -> None:
-    result = mapping.apply(order)
-    if result.outcome == "skip":
-        log.info("order %s skipped: %s", order["ID"], result.reason)
-        summary.skipped += 1
-    elif result.outcome == "reject":
-        with store.begin() as tx:
-            tx.quarantine(
-                source=SOURCE_ORDERS,
-                record_key=order["ID"],
-                record=jsonable(order),
-                rule=result.rule or "mapping",
-                reason=result.reason or "rejected by the mapping",
-            )
-        log.warning("order %s quarantined (%s): %s", order["ID"], result.rule, result.reason)
-        summary.quarantined += 1
-    else:
-        candidates[order["ID"]] = result.payload
+    with store.begin() as tx:
+        tx.quarantine(
+            source=SOURCE_ORDERS,
+            record_key=order["ID"],
+            record=jsonable(order),
+            rule=rule or "mapping",
+            reason=reason or "rejected by the mapping",
+        )
+    log.warning("order %s quarantined (%s): %s", order["ID"], rule, reason)
+    summary.quarantined += 1
 
 
 def _validated(
@@ -167,7 +156,12 @@ def _validated(
 
 
 def _create_payment_intent(
-    order: dict[str, Any], params: dict[str, Any], stripe_gateway: StripeGateway, store: StateStore
+    order: dict[str, Any],
+    params: dict[str, Any],
+    stripe_gateway: StripeGateway,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+    summary: RunSummary,
 ) -> None:
     # The key survives task retries: same order, same submission, same PaymentIntent.
     key = idempotency_key(
@@ -183,6 +177,7 @@ def _create_payment_intent(
             currency=payment_intent["currency"],
             stripe_customer_id=payment_intent.get("customer"),
         )
+    ordercloud.patch_order(order["ID"], _payment_xp(payment_intent["id"], "awaiting_payment"))
     log.info(
         "order %s -> %s (%s %s minor units)",
         order["ID"],
@@ -190,12 +185,118 @@ def _create_payment_intent(
         payment_intent["amount"],
         payment_intent["currency"],
     )
+    summary.created += 1
 
 
-def _linked_pi(store: StateStore, order_id: str) -> str | None:
-    with store.begin() as tx:
-        link = tx.get_order_link(BACKEND, order_id)
-    return link.payment_intent_id if link else None
+def _update_linked_order(
+    order: dict[str, Any],
+    link: OrderLink,
+    result: MappingResult,
+    stripe_gateway: StripeGateway,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+    summary: RunSummary,
+) -> None:
+    """An order that already has a PaymentIntent: follow a cancel or a new total, never charge."""
+    order_id = order["ID"]
+    if order.get("Status") == "Canceled":
+        _cancel_unpaid(order, link, stripe_gateway, ordercloud, store, summary)
+        return
+    if result.outcome == "reject":
+        _quarantine_order(order, result.rule, result.reason, store, summary)
+        return
+    if result.outcome == "map":
+        amount, currency = result.payload["amount"], result.payload["currency"]
+        if (amount, currency) != (link.amount_minor, link.currency):
+            _follow_new_total(order, link, amount, currency, stripe_gateway, store, summary)
+            return
+    if (order.get("xp") or {}).get("StripePaymentIntentID") != link.payment_intent_id:
+        # Linked but the write-back was lost (a crash between the two): finish it.
+        ordercloud.patch_order(order_id, _payment_xp(link.payment_intent_id, link.state))
+        summary.updated += 1
+        return
+    summary.skipped += 1
+
+
+def _cancel_unpaid(
+    order: dict[str, Any],
+    link: OrderLink,
+    stripe_gateway: StripeGateway,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+    summary: RunSummary,
+) -> None:
+    order_id = order["ID"]
+    changed = False
+    if link.state in UNPAID_STATES:
+        stripe_gateway.cancel_payment_intent(
+            link.payment_intent_id,
+            {"cancellation_reason": "abandoned"},
+            key=idempotency_key("cancel_payment_intent", f"{BACKEND}:{order_id}", 1),
+        )
+        with store.begin() as tx:
+            tx.advance_order_state(BACKEND, order_id, "canceled")
+        log.info("order %s canceled before payment: %s canceled", order_id, link.payment_intent_id)
+        changed = True
+    elif link.state != "canceled":
+        # Paid orders canceled in Sitecore are refunded by the refunds flow, not here.
+        summary.skipped += 1
+        return
+    if (order.get("xp") or {}).get("PaymentStatus") != "Canceled":
+        ordercloud.patch_order(order_id, _payment_xp(link.payment_intent_id, "canceled"))
+        changed = True
+    if changed:
+        summary.updated += 1
+    else:
+        summary.skipped += 1
+
+
+def _follow_new_total(
+    order: dict[str, Any],
+    link: OrderLink,
+    amount: int,
+    currency: str,
+    stripe_gateway: StripeGateway,
+    store: StateStore,
+    summary: RunSummary,
+) -> None:
+    order_id = order["ID"]
+    if link.state in UNPAID_STATES and currency == link.currency:
+        stripe_gateway.update_payment_intent(
+            link.payment_intent_id,
+            {"amount": amount},
+            key=idempotency_key("update_payment_intent_amount", f"{BACKEND}:{order_id}", amount),
+        )
+        with store.begin() as tx:
+            tx.link_order(
+                backend=BACKEND,
+                order_id=order_id,
+                payment_intent_id=link.payment_intent_id,
+                amount_minor=amount,
+                currency=currency,
+            )
+        log.info(
+            "order %s total changed: %s now %s %s",
+            order_id,
+            link.payment_intent_id,
+            amount,
+            currency,
+        )
+        summary.updated += 1
+        return
+    # Paid (or a currency switch): charging or refunding the difference is a person's decision.
+    was = f"{from_minor_units(link.amount_minor, link.currency)} {link.currency.upper()}"
+    now = f"{from_minor_units(amount, currency)} {currency.upper()}"
+    _quarantine_order(
+        order,
+        "order.total_changed_after_payment"
+        if link.state not in UNPAID_STATES
+        else "order.currency_changed",
+        f"order total changed from {was} to {now} while the payment is {link.state}; "
+        "reconcile by hand (nothing was charged or refunded)",
+        store,
+        summary,
+    )
 
 
 def _payment_xp(payment_intent_id: str | None, state: str, **extra: Any) -> dict[str, Any]:
@@ -212,6 +313,24 @@ def _payment_xp(payment_intent_id: str | None, state: str, **extra: Any) -> dict
 
 
 def apply_stripe_events(
+    stripe_gateway: StripeGateway,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+    window: Window,
+    *,
+    now: datetime | None = None,
+) -> RunSummary:
+    """Move orders forward from the window's payment events (list endpoints past retention)."""
+    now = now or datetime.now(UTC)
+    if window.end < now - EVENT_RETENTION:
+        summary = _apply_listed_payments(stripe_gateway, ordercloud, store, window)
+    else:
+        summary = _apply_events(stripe_gateway, ordercloud, store, window)
+    summary.log(log, f"stripe payments {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
+    return summary
+
+
+def _apply_events(
     stripe_gateway: StripeGateway, ordercloud: OrderCloudClient, store: StateStore, window: Window
 ) -> RunSummary:
     summary = RunSummary()
@@ -224,51 +343,126 @@ def apply_stripe_events(
     summary.read = len(events)
     with store.begin() as tx:
         done = tx.processed_event_ids(list(events))
-    pending = sorted(
-        (e for e in events.values() if e["id"] not in done), key=lambda e: e["created"]
+    # One pass per PaymentIntent: its current state answers all of its events at once.
+    by_payment_intent: dict[str, list[dict[str, Any]]] = {}
+    for event in sorted(events.values(), key=lambda e: e["created"]):
+        if event["id"] not in done:
+            by_payment_intent.setdefault(_payment_intent_id(event), []).append(event)
+    summary.skipped += len(events) - sum(map(len, by_payment_intent.values()))
+    run_each(
+        by_payment_intent.items(),
+        lambda item: _apply_payment_intent(
+            item[0], item[1], stripe_gateway, ordercloud, store, summary
+        ),
+        lambda item: f"payment intent {item[0]}",
+        summary,
     )
-    summary.skipped += len(events) - len(pending)
-    for event in pending:
-        try:
-            _apply_payment_event(event, stripe_gateway, ordercloud, store, summary)
-        except _RETRYABLE as exc:
-            summary.fail(f"event {event['id']}", exc, log)
-    summary.log(log, f"stripe events {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
     return summary
 
 
-def _apply_payment_event(
-    event: dict[str, Any],
+def _apply_listed_payments(
+    stripe_gateway: StripeGateway, ordercloud: OrderCloudClient, store: StateStore, window: Window
+) -> RunSummary:
+    """A backfill older than Stripe's event retention: the window's PaymentIntents and charges."""
+    summary = RunSummary()
+    created = {"gte": int(window.read_from.timestamp()), "lt": int(window.end.timestamp())}
+    ids = {pi["id"] for pi in stripe_gateway.iter_list("payment_intents", {"created": created})}
+    ids |= {
+        charge["payment_intent"]
+        for charge in stripe_gateway.iter_list("charges", {"created": created})
+        if charge.get("payment_intent")
+    }
+    summary.read = len(ids)
+    run_each(
+        sorted(ids),
+        lambda pi_id: _apply_payment_intent(pi_id, [], stripe_gateway, ordercloud, store, summary),
+        lambda pi_id: f"payment intent {pi_id}",
+        summary,
+    )
+    return summary
+
+
+def _payment_intent_id(event: dict[str, Any]) -> str:
+    obj = event["data"]["object"]
+    return obj["id"] if obj.get("object") == "payment_intent" else obj["payment_intent"]
+
+
+def apply_payment_intent(
+    payment_intent_id: str,
+    stripe_gateway: StripeGateway,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+) -> str:
+    """Bring one order in step with its PaymentIntent's current state; returns the outcome.
+
+    Public for reconciliation's self-healing and dead-letter replays: the same path as events.
+    """
+    summary = RunSummary()
+    _apply_payment_intent(payment_intent_id, [], stripe_gateway, ordercloud, store, summary)
+    if summary.created:
+        return "paid"
+    return "updated" if summary.updated else "no_change"
+
+
+def _apply_payment_intent(
+    payment_intent_id: str,
+    events: list[dict[str, Any]],
     stripe_gateway: StripeGateway,
     ordercloud: OrderCloudClient,
     store: StateStore,
     summary: RunSummary,
 ) -> None:
-    # Re-read the object: the event may be stale or arrive out of order.
+    # Re-read the object: events may be stale, duplicated or out of order.
     payment_intent = stripe_gateway.retrieve_payment_intent(
-        event["data"]["object"]["id"], expand=["latest_charge"]
+        payment_intent_id, expand=["latest_charge"]
     )
-    metadata = payment_intent.get("metadata") or {}
-    order_id = metadata.get("sitecore_order_id")
-    event_created = datetime.fromtimestamp(event["created"], UTC)
-    if not order_id or metadata.get("sitecore_backend", BACKEND) != BACKEND:
+    result = load_mapping(PAYMENT_MAPPING).apply(payment_intent)
+    outcome = "no_change"
+    if result.outcome == "skip":
+        outcome = "not_ours"
+    elif result.outcome == "reject":
         with store.begin() as tx:
+            tx.quarantine(
+                source=SOURCE_PAYMENTS,
+                record_key=payment_intent_id,
+                record=jsonable(payment_intent),
+                rule=result.rule or "mapping",
+                reason=result.reason or "rejected by the mapping",
+            )
+        outcome = "quarantined"
+        summary.quarantined += 1
+    else:
+        outcome = _move_order_forward(payment_intent, result.payload, ordercloud, store)
+
+    with store.begin() as tx:
+        for event in events:
             tx.mark_event_processed(
                 event["id"],
                 source=SOURCE_STRIPE_EVENTS,
                 event_type=event["type"],
-                event_created=event_created,
-                outcome="not_ours",
+                event_created=datetime.fromtimestamp(event["created"], UTC),
+                outcome=outcome,
             )
+    if outcome == "paid":
+        summary.created += 1
+    elif outcome in {"no_change", "not_ours"}:
         summary.skipped += 1
-        return
+    elif outcome != "quarantined":
+        summary.updated += 1
 
+
+def _move_order_forward(
+    payment_intent: dict[str, Any],
+    payload: dict[str, Any],
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+) -> str:
+    order_id = payload["order_id"]
     state = _ledger_state(payment_intent)
     with store.begin() as tx:
         link = tx.get_order_link(BACKEND, order_id)
-    if link is None:
-        # Created outside this run's bookkeeping (or the link was lost): adopt it.
-        with store.begin() as tx:
+        if link is None:
+            # Created outside our bookkeeping (or the link was lost): adopt it.
             link = tx.link_order(
                 backend=BACKEND,
                 order_id=order_id,
@@ -277,45 +471,41 @@ def _apply_payment_event(
                 currency=payment_intent["currency"],
                 stripe_customer_id=payment_intent.get("customer"),
             )
+    if state is None or state == link.state:
+        return "no_change"
+    if ORDER_STATE_RANK[state] < ORDER_STATE_RANK[link.state]:
+        log.info(
+            "order %s stays %s (Stripe says %s, an earlier state)", order_id, link.state, state
+        )
+        return "no_change"
 
-    outcome = "no_change"
-    if state is not None and ORDER_STATE_RANK[state] >= ORDER_STATE_RANK[link.state]:
-        if state == "paid" and link.state != "paid":
-            _record_payment(order_id, payment_intent, ordercloud)
-            outcome = "paid"
-        elif state != "paid" and state != link.state:
-            reason = (payment_intent.get("last_payment_error") or {}).get("message")
-            extra = {"PaymentFailureReason": reason} if reason else {}
-            ordercloud.patch_order(order_id, _payment_xp(payment_intent["id"], state, **extra))
-            outcome = state
+    if state == "paid":
+        # Each write is idempotent, so a crash between them is finished by the next run.
+        ordercloud.create_payment(order_id, payload["payment"])
+        ordercloud.create_payment_transaction(
+            order_id, payload["payment"]["ID"], payload["transaction"]
+        )
+    ordercloud.patch_order(order_id, payload["order_patch"])
 
     charge = payment_intent.get("latest_charge")
-    charge_id = charge["id"] if isinstance(charge, dict) else charge
     with store.begin() as tx:
-        moved = state is not None and tx.advance_order_state(
-            BACKEND, order_id, state, latest_charge_id=charge_id if state == "paid" else None
+        moved = tx.advance_order_state(
+            BACKEND,
+            order_id,
+            state,
+            latest_charge_id=charge["id"] if state == "paid" and charge else None,
         )
         if moved and state == "paid":
             tx.enqueue(ERP_TOPIC, f"{BACKEND}:{order_id}", _erp_message(order_id, payment_intent))
-        tx.mark_event_processed(
-            event["id"],
-            source=SOURCE_STRIPE_EVENTS,
-            event_type=event["type"],
-            event_created=event_created,
-            outcome=outcome,
-        )
-    if outcome == "paid":
-        summary.created += 1
-    elif outcome == "no_change":
-        summary.skipped += 1
-    else:
-        summary.updated += 1
+    return "paid" if state == "paid" else state
 
 
 def _ledger_state(payment_intent: dict[str, Any]) -> str | None:
     status = payment_intent["status"]
     if status == "succeeded":
         return "paid"
+    if status == "requires_capture":
+        return "authorized"
     if status == "canceled":
         return "canceled"
     if status == "requires_action":
@@ -325,54 +515,14 @@ def _ledger_state(payment_intent: dict[str, Any]) -> str | None:
     return None
 
 
-def _record_payment(
-    order_id: str, payment_intent: dict[str, Any], ordercloud: OrderCloudClient
-) -> None:
-    """Payment (ID = PaymentIntent id) + transaction (ID = charge id) + xp, each idempotent."""
-    charge = payment_intent["latest_charge"]
-    currency = payment_intent["currency"]
-    amount = from_minor_units(payment_intent["amount_received"], currency)
-    ordercloud.create_payment(
-        order_id,
-        {
-            "ID": payment_intent["id"],
-            "Type": "CreditCard",
-            "Amount": amount,
-            "Accepted": True,
-            "Description": f"Stripe {payment_intent['id']}",
-            "xp": {"StripePaymentIntentID": payment_intent["id"]},
-        },
-    )
-    outcome = charge.get("outcome") or {}
-    ordercloud.create_payment_transaction(
-        order_id,
-        payment_intent["id"],
-        {
-            "ID": charge["id"],
-            "Type": "CreditCard",
-            "DateExecuted": datetime.fromtimestamp(charge["created"], UTC).isoformat(),
-            "Amount": from_minor_units(charge["amount_captured"], charge["currency"]),
-            "Currency": charge["currency"].upper(),
-            "Succeeded": True,
-            "ResultCode": outcome.get("network_status") or charge["status"],
-            "ResultMessage": outcome.get("seller_message") or "",
-            "xp": {"StripeChargeID": charge["id"]},
-        },
-    )
-    ordercloud.patch_order(
-        order_id, _payment_xp(payment_intent["id"], "paid", StripeChargeID=charge["id"])
-    )
-
-
 def _erp_message(order_id: str, payment_intent: dict[str, Any]) -> dict[str, Any]:
     charge = payment_intent["latest_charge"]
+    amount = from_minor_units(payment_intent["amount_received"], payment_intent["currency"])
     return {
         "backend": BACKEND,
         "order_id": order_id,
         "payment_intent_id": payment_intent["id"],
         "charge_id": charge["id"] if isinstance(charge, dict) else charge,
-        "amount": str(
-            from_minor_units(payment_intent["amount_received"], payment_intent["currency"])
-        ),
+        "amount": str(amount),
         "currency": payment_intent["currency"].upper(),
     }

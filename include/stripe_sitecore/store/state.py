@@ -27,6 +27,7 @@ ORDER_STATE_RANK = {
     "awaiting_payment": 10,
     "payment_failed": 20,
     "requires_action": 20,
+    "authorized": 30,
     "canceled": 40,
     "paid": 50,
     "partially_refunded": 60,

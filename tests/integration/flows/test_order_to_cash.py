@@ -1,14 +1,11 @@
 """The order-to-cash flow functions against the simulators and a real state database."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import requests
 import stripe
 
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
-from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.flows.common import Window
 from stripe_sitecore.flows.order_to_cash import (
     ERP_TOPIC,
@@ -17,75 +14,13 @@ from stripe_sitecore.flows.order_to_cash import (
     apply_stripe_events,
     sync_orders_to_stripe,
 )
-from stripe_sitecore.store import StateStore
 from tests.harness.services import (
-    ORDERCLOUD_CLIENT_ID,
-    ORDERCLOUD_CLIENT_SECRET,
-    STRIPE_TEST_KEY,
+    recent_interval_start,
+    seed_order,
 )
 
-INTERVAL_START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+INTERVAL_START = recent_interval_start()
 INTERVAL_END = INTERVAL_START + timedelta(minutes=5)
-
-
-def seed_order(sandbox, order_id: str, total: str, currency: str, **extra) -> None:
-    order = {
-        "ID": order_id,
-        "FromUser": {
-            "ID": f"user-{order_id}",
-            "Username": f"shopper-{order_id}",
-            "FirstName": "Ada",
-            "LastName": "Lovelace",
-            "Email": f"{order_id}@example.com",
-        },
-        "BillingAddress": {
-            "FirstName": "Ada",
-            "LastName": "Lovelace",
-            "Street1": "1 Analytical Way",
-            "City": "London",
-            "Zip": "N1 9GU",
-            "Country": "GB",
-        },
-        "Currency": currency,
-        "Subtotal": total,
-        "Total": total,
-        **extra,
-    }
-    # Sent as JSON numbers, the way OrderCloud sends money.
-    body = _json_with_numbers(order)
-    response = requests.post(
-        f"{sandbox.ordercloud_url}/_sandbox/orders",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
-    response.raise_for_status()
-
-
-def _json_with_numbers(order: dict) -> bytes:
-    import msgspec
-
-    converted = {k: Decimal(v) if k in {"Total", "Subtotal"} else v for k, v in order.items()}
-    return msgspec.json.Encoder(decimal_format="number").encode(converted)
-
-
-@pytest.fixture
-def world(clean_sandbox, state_db_url):
-    clean_sandbox.set_clock((INTERVAL_START + timedelta(minutes=1)).isoformat())
-    store = StateStore.from_url(state_db_url)
-    store.migrate()
-    gateway = StripeGateway(
-        StripeSettings(api_key=STRIPE_TEST_KEY, api_base=clean_sandbox.stripe_url)
-    )
-    ordercloud = OrderCloudClient(
-        OrderCloudSettings(
-            base_url=clean_sandbox.ordercloud_url,
-            client_id=ORDERCLOUD_CLIENT_ID,
-            client_secret=ORDERCLOUD_CLIENT_SECRET,
-        )
-    )
-    yield clean_sandbox, gateway, ordercloud, store
-    store.dispose()
 
 
 def orders_window():

@@ -1,0 +1,215 @@
+"""Order-to-cash throughput: N orders in one 5-minute interval, through all three flows.
+
+Starts the simulators in their own process (so they do not share this process's GIL), seeds N
+orders, then times the three flows the DAGs run: orders -> PaymentIntents, payment events ->
+OrderCloud payments, outbox -> ERP. Payments are made by the Stripe simulator's shopper between
+the first two stages. In the same run it measures a floor: the same number of bare HTTP requests
+to the same simulators, made by a minimal client at the same concurrency. Prints JSON.
+
+    .venv/bin/python benchmarks/order_to_cash_throughput.py --orders 2000 [--latency-ms 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+
+from sandbox.common import dumps_exact
+from sandbox.seed import demo_orders
+from stripe_sitecore.clients.erp import ERPClient, ERPSettings
+from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
+from stripe_sitecore.flows.common import MAX_WORKERS, Window
+from stripe_sitecore.flows.erp import drain_erp_outbox
+from stripe_sitecore.flows.order_to_cash import (
+    ORDER_LIST_OVERLAP,
+    STRIPE_EVENT_OVERLAP,
+    apply_stripe_events,
+    sync_orders_to_stripe,
+)
+from stripe_sitecore.store import StateStore
+
+STRIPE_KEY = "sk_test_benchmark_fake_000000000000"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_simulators() -> tuple[subprocess.Popen, dict[str, str]]:
+    ports = {name: free_port() for name in ("stripe", "ordercloud", "erp")}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "sandbox",
+            "--stripe-port", str(ports["stripe"]),
+            "--ordercloud-port", str(ports["ordercloud"]),
+            "--erp-port", str(ports["erp"]),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if all(requests.get(f"{u}/_sandbox/clock", timeout=1).ok for u in urls.values()):
+                return process, urls
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the simulators did not start")
+
+
+def control(url: str, path: str, body: dict | list | None = None) -> dict:
+    response = requests.post(f"{url}/_sandbox/{path}", json=body, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def counts(url: str) -> int:
+    return requests.get(f"{url}/_sandbox/requests", timeout=10).json()["total"]
+
+
+def pay_everything(stripe_url: str, concurrency: int) -> int:
+    """The shopper: confirm every open PaymentIntent with a test card, over HTTP."""
+    session = requests.Session()
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    ids, starting_after = [], None
+    while True:
+        params = {"limit": 100, **({"starting_after": starting_after} if starting_after else {})}
+        page = session.get(f"{stripe_url}/v1/payment_intents", params=params, headers=auth).json()
+        ids += [pi["id"] for pi in page["data"] if pi["status"] == "requires_payment_method"]
+        if not page["has_more"]:
+            break
+        starting_after = page["data"][-1]["id"]
+
+    def confirm(pi_id: str) -> None:
+        session.post(
+            f"{stripe_url}/v1/payment_intents/{pi_id}/confirm",
+            data={"payment_method": "pm_card_visa"},
+            headers=auth,
+        ).raise_for_status()
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(confirm, ids))
+    return len(ids)
+
+
+def floor(urls: dict[str, str], requests_needed: int, concurrency: int) -> float:
+    """Seconds for the same number of bare GETs to the simulators, at the same concurrency."""
+    session = requests.Session()
+    targets = [urls["stripe"], urls["ordercloud"]]
+
+    def one(n: int) -> None:
+        session.get(f"{targets[n % 2]}/_sandbox/clock", timeout=30).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(requests_needed)))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=int, default=0, help="simulated latency per call")
+    args = parser.parse_args()
+
+    process, urls = start_simulators()
+    workdir = Path(tempfile.mkdtemp(prefix="o2c-bench-"))
+    os.environ.setdefault("STRIPE_SITECORE_DATA_DOCS_DIR", str(workdir / "docs"))
+    try:
+        start = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+        start -= timedelta(minutes=start.minute % 5)
+        for url in urls.values():
+            control(url, "clock", {"now": (start + timedelta(seconds=30)).isoformat()})
+            if args.latency_ms:
+                control(url, "faults", [{"route": "*", "latency_ms": args.latency_ms}])
+        for order in demo_orders(args.orders, seed=1):
+            requests.post(
+                f"{urls['ordercloud']}/_sandbox/orders",
+                data=dumps_exact(order),
+                headers={"Content-Type": "application/json"},
+                timeout=30,
+            ).raise_for_status()
+
+        store = StateStore.from_url(f"sqlite:///{workdir / 'state.db'}")
+        store.migrate()
+        gateway = StripeGateway(StripeSettings(api_key=STRIPE_KEY, api_base=urls["stripe"]))
+        ordercloud = OrderCloudClient(
+            OrderCloudSettings(urls["ordercloud"], "sandbox-client", "sandbox-secret-not-real")
+        )
+        erp = ERPClient(ERPSettings(base_url=urls["erp"], token="erp-benchmark-token"))
+        window_orders = Window(start, start + timedelta(minutes=5), ORDER_LIST_OVERLAP)
+        window_events = Window(start, start + timedelta(minutes=5), STRIPE_EVENT_OVERLAP)
+        before = {name: counts(url) for name, url in urls.items()}
+
+        timings, summaries = {}, {}
+        t0 = time.perf_counter()
+        summaries["orders_to_stripe"] = sync_orders_to_stripe(
+            ordercloud, gateway, store, window_orders
+        )
+        timings["orders_to_stripe"] = time.perf_counter() - t0
+        pay_before = counts(urls["stripe"])
+        paid = pay_everything(urls["stripe"], MAX_WORKERS)
+        shopper_requests = counts(urls["stripe"]) - pay_before
+        t0 = time.perf_counter()
+        summaries["events_to_sitecore"] = apply_stripe_events(
+            gateway, ordercloud, store, window_events
+        )
+        timings["events_to_sitecore"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summaries["outbox_to_erp"] = drain_erp_outbox(
+            ordercloud, erp, store, batch_size=args.orders
+        )
+        timings["outbox_to_erp"] = time.perf_counter() - t0
+
+        made = {name: counts(url) - before[name] for name, url in urls.items()}
+        made["stripe"] -= shopper_requests
+        total_requests = sum(made.values())
+        total_seconds = sum(timings.values())
+        floor_seconds = floor(urls, total_requests, MAX_WORKERS)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "order_to_cash_throughput",
+                    "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                    f"Python {platform.python_version()}",
+                    "orders": args.orders,
+                    "paid_by_shopper": paid,
+                    "simulated_latency_ms": args.latency_ms,
+                    "concurrency": MAX_WORKERS,
+                    "seconds": {k: round(v, 2) for k, v in timings.items()},
+                    "orders_per_second": round(args.orders / total_seconds, 1),
+                    "requests_per_paid_order": {
+                        name: round(n / max(paid, 1), 2) for name, n in made.items()
+                    },
+                    "summaries": {k: v.as_dict() for k, v in summaries.items()},
+                    "floor_seconds_same_requests": round(floor_seconds, 2),
+                    "ratio_to_floor": round(total_seconds / floor_seconds, 2),
+                    "fits_5_minute_interval": total_seconds < 300,
+                },
+                indent=2,
+            )
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

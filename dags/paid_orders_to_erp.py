@@ -1,0 +1,45 @@
+"""
+### Paid orders → ERP
+
+Every 5 minutes, drains the ERP outbox that `stripe_events_to_sitecore` fills when an order is
+paid (the outbox row is written in the same state-database transaction as the ledger's move to
+"paid"). For each message it reads the order from OrderCloud, maps it with
+`include/mappings/ordercloud_order_to_erp.yaml`, validates the batch, and posts it to the ERP with
+an `Idempotency-Key` per order, so a retry never fulfils an order twice.
+
+A delivery that fails is retried (the task's retries, with exponential backoff, and the next
+runs); after 8 attempts the message becomes a dead letter with the last error. Orders that do not
+map are dead letters at once.
+
+Connections: `erp_default`, `ordercloud_default`, `stripe_sitecore_state` (optional).
+"""
+
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START_DATE
+
+
+@dag(
+    dag_id="paid_orders_to_erp",
+    schedule=CronDataIntervalTimetable(EVERY_FIVE_MINUTES, timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["erp", "ordercloud", "order-to-cash"],
+    doc_md=__doc__,
+)
+def paid_orders_to_erp():
+    @task
+    def send_paid_orders_to_erp() -> dict[str, int]:
+        """Deliver pending outbox messages to the ERP; returns the run summary."""
+        from airflow.sdk import get_current_context
+
+        from stripe_sitecore.runtime import paid_orders_to_erp as run
+
+        return run(get_current_context())
+
+    send_paid_orders_to_erp()
+
+
+paid_orders_to_erp()
