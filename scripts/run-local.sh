@@ -39,10 +39,17 @@ export AIRFLOW_CONN_STRIPE_DEFAULT AIRFLOW_CONN_ORDERCLOUD_DEFAULT AIRFLOW_CONN_
 mkdir -p "$AIRFLOW_HOME/logs"
 pids=()
 cleanup() {
-  trap - INT TERM EXIT
-  echo "stopping..."
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Ignore a closed terminal or pipe: a failed echo must not stop the cleanup half way.
+  trap '' INT TERM EXIT PIPE
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; done
+  for _ in $(seq 1 20); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
+  echo "stopped the sandbox and Airflow" 2>/dev/null || true
 }
 trap cleanup INT TERM EXIT
 

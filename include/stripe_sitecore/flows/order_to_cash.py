@@ -15,8 +15,9 @@ from typing import Any
 
 from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
+from stripe_sitecore.flows import after_payment
 from stripe_sitecore.flows.common import RunSummary, Window, run_each
-from stripe_sitecore.mapping import MappingResult, load_mapping
+from stripe_sitecore.mapping import Mapping, MappingResult, load_mapping
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.store.state import ORDER_STATE_RANK, OrderLink, StateStore
 from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
@@ -38,6 +39,7 @@ STRIPE_EVENT_OVERLAP = timedelta(minutes=10)
 # Stripe keeps events 30 days; a day of margin keeps a window from straddling the edge.
 EVENT_RETENTION = timedelta(days=29)
 
+# Stripe allows 20 types per events request.
 PAYMENT_EVENT_TYPES = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
@@ -45,10 +47,24 @@ PAYMENT_EVENT_TYPES = (
     "payment_intent.amount_capturable_updated",
     "payment_intent.canceled",
     "charge.succeeded",
+    "charge.refunded",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "radar.early_fraud_warning.created",
+    "radar.early_fraud_warning.updated",
 )
 
 # Ledger states in which the customer has not paid, so the PaymentIntent may still change.
 UNPAID_STATES = frozenset({"awaiting_payment", "payment_failed", "requires_action"})
+# Ledger states in which the money was captured (the OrderCloud payment exists).
+PAID_STATES = frozenset({"paid", "partially_refunded", "refunded"})
 
 # Ledger state -> xp.PaymentStatus for writes that do not go through the payment mapping.
 SITECORE_PAYMENT_STATUS = {
@@ -58,6 +74,8 @@ SITECORE_PAYMENT_STATUS = {
     "authorized": "AwaitingPayment",
     "canceled": "Canceled",
     "paid": "Paid",
+    "partially_refunded": "PartiallyRefunded",
+    "refunded": "Refunded",
 }
 
 # --- Sitecore -> Stripe ------------------------------------------------------------------
@@ -199,6 +217,10 @@ def _update_linked_order(
 ) -> None:
     """An order that already has a PaymentIntent: follow a cancel or a new total, never charge."""
     order_id = order["ID"]
+    if link.state in PAID_STATES and after_payment.refund_from_sitecore(
+        order, link, stripe_gateway, store, summary
+    ):
+        return
     if order.get("Status") == "Canceled":
         _cancel_unpaid(order, link, stripe_gateway, ordercloud, store, summary)
         return
@@ -239,7 +261,7 @@ def _cancel_unpaid(
         log.info("order %s canceled before payment: %s canceled", order_id, link.payment_intent_id)
         changed = True
     elif link.state != "canceled":
-        # Paid orders canceled in Sitecore are refunded by the refunds flow, not here.
+        # Paid (or authorized) orders: refunds follow the refund settings, not a cancel.
         summary.skipped += 1
         return
     if (order.get("xp") or {}).get("PaymentStatus") != "Canceled":
@@ -344,10 +366,17 @@ def _apply_events(
     with store.begin() as tx:
         done = tx.processed_event_ids(list(events))
     # One pass per PaymentIntent: its current state answers all of its events at once.
-    by_payment_intent: dict[str, list[dict[str, Any]]] = {}
+    by_payment_intent: dict[str | None, list[dict[str, Any]]] = {}
     for event in sorted(events.values(), key=lambda e: e["created"]):
         if event["id"] not in done:
-            by_payment_intent.setdefault(_payment_intent_id(event), []).append(event)
+            pi_id = _payment_intent_id(event, stripe_gateway)
+            by_payment_intent.setdefault(pi_id, []).append(event)
+    # Charges made without a PaymentIntent are not ours; remember their events as seen.
+    unrelated = by_payment_intent.pop(None, [])
+    if unrelated:
+        with store.begin() as tx:
+            for event in unrelated:
+                _mark_processed(tx, event, "not_ours")
     summary.skipped += len(events) - sum(map(len, by_payment_intent.values()))
     run_each(
         by_payment_intent.items(),
@@ -367,24 +396,36 @@ def _apply_listed_payments(
     summary = RunSummary()
     created = {"gte": int(window.read_from.timestamp()), "lt": int(window.end.timestamp())}
     ids = {pi["id"] for pi in stripe_gateway.iter_list("payment_intents", {"created": created})}
-    ids |= {
-        charge["payment_intent"]
-        for charge in stripe_gateway.iter_list("charges", {"created": created})
-        if charge.get("payment_intent")
-    }
+    # Refunds, disputes and fraud warnings of the window may be about older payments.
+    for resource in ("charges", "refunds", "disputes", "radar.early_fraud_warnings"):
+        ids |= {
+            obj["payment_intent"]
+            for obj in stripe_gateway.iter_list(resource, {"created": created})
+            if obj.get("payment_intent")
+        }
     summary.read = len(ids)
     run_each(
         sorted(ids),
-        lambda pi_id: _apply_payment_intent(pi_id, [], stripe_gateway, ordercloud, store, summary),
+        lambda pi_id: _apply_payment_intent(
+            pi_id, [], stripe_gateway, ordercloud, store, summary, look_everywhere=True
+        ),
         lambda pi_id: f"payment intent {pi_id}",
         summary,
     )
     return summary
 
 
-def _payment_intent_id(event: dict[str, Any]) -> str:
+def _payment_intent_id(event: dict[str, Any], stripe_gateway: StripeGateway) -> str | None:
+    """The PaymentIntent a payment, charge, refund, dispute or fraud-warning event is about."""
     obj = event["data"]["object"]
-    return obj["id"] if obj.get("object") == "payment_intent" else obj["payment_intent"]
+    if obj.get("object") == "payment_intent":
+        return obj["id"]
+    if obj.get("payment_intent"):
+        return obj["payment_intent"]
+    charge = obj["id"] if obj.get("object") == "charge" else obj.get("charge")
+    if isinstance(charge, dict):
+        return charge.get("payment_intent")
+    return stripe_gateway.retrieve_charge(charge).get("payment_intent") if charge else None
 
 
 def apply_payment_intent(
@@ -398,7 +439,9 @@ def apply_payment_intent(
     Public for reconciliation's self-healing and dead-letter replays: the same path as events.
     """
     summary = RunSummary()
-    _apply_payment_intent(payment_intent_id, [], stripe_gateway, ordercloud, store, summary)
+    _apply_payment_intent(
+        payment_intent_id, [], stripe_gateway, ordercloud, store, summary, look_everywhere=True
+    )
     if summary.created:
         return "paid"
     return "updated" if summary.updated else "no_change"
@@ -411,13 +454,15 @@ def _apply_payment_intent(
     ordercloud: OrderCloudClient,
     store: StateStore,
     summary: RunSummary,
+    *,
+    look_everywhere: bool = False,
 ) -> None:
     # Re-read the object: events may be stale, duplicated or out of order.
     payment_intent = stripe_gateway.retrieve_payment_intent(
         payment_intent_id, expand=["latest_charge"]
     )
-    result = load_mapping(PAYMENT_MAPPING).apply(payment_intent)
-    outcome = "no_change"
+    mapping = load_mapping(PAYMENT_MAPPING)
+    result = mapping.apply(payment_intent)
     if result.outcome == "skip":
         outcome = "not_ours"
     elif result.outcome == "reject":
@@ -432,17 +477,17 @@ def _apply_payment_intent(
         outcome = "quarantined"
         summary.quarantined += 1
     else:
-        outcome = _move_order_forward(payment_intent, result.payload, ordercloud, store)
+        # Without events (backfills, replays) every kind of follow-up is checked.
+        kinds = {_event_kind(e["type"]) for e in events}
+        if look_everywhere:
+            kinds |= {"refund", "dispute", "fraud"}
+        outcome = _move_order_forward(
+            payment_intent, result.payload, kinds, mapping, stripe_gateway, ordercloud, store
+        )
 
     with store.begin() as tx:
         for event in events:
-            tx.mark_event_processed(
-                event["id"],
-                source=SOURCE_STRIPE_EVENTS,
-                event_type=event["type"],
-                event_created=datetime.fromtimestamp(event["created"], UTC),
-                outcome=outcome,
-            )
+            _mark_processed(tx, event, outcome)
     if outcome == "paid":
         summary.created += 1
     elif outcome in {"no_change", "not_ours"}:
@@ -451,9 +496,32 @@ def _apply_payment_intent(
         summary.updated += 1
 
 
+def _event_kind(event_type: str) -> str:
+    if "refund" in event_type:
+        return "refund"
+    if "dispute" in event_type:
+        return "dispute"
+    if "fraud" in event_type:
+        return "fraud"
+    return "payment"
+
+
+def _mark_processed(tx, event: dict[str, Any], outcome: str) -> None:
+    tx.mark_event_processed(
+        event["id"],
+        source=SOURCE_STRIPE_EVENTS,
+        event_type=event["type"],
+        event_created=datetime.fromtimestamp(event["created"], UTC),
+        outcome=outcome,
+    )
+
+
 def _move_order_forward(
     payment_intent: dict[str, Any],
     payload: dict[str, Any],
+    kinds: set[str],
+    mapping: Mapping,
+    stripe_gateway: StripeGateway,
     ordercloud: OrderCloudClient,
     store: StateStore,
 ) -> str:
@@ -471,38 +539,75 @@ def _move_order_forward(
                 currency=payment_intent["currency"],
                 stripe_customer_id=payment_intent.get("customer"),
             )
-    if state is None or state == link.state:
-        return "no_change"
-    if ORDER_STATE_RANK[state] < ORDER_STATE_RANK[link.state]:
-        log.info(
-            "order %s stays %s (Stripe says %s, an earlier state)", order_id, link.state, state
-        )
-        return "no_change"
+    moves = (
+        state is not None
+        and state != link.state
+        and ORDER_STATE_RANK[state] >= ORDER_STATE_RANK[link.state]
+    )
+    if state is not None and not moves and state != link.state:
+        log.info("order %s stays %s (Stripe says %s, an earlier state)", order_id, link.state,
+                 state)  # fmt: skip
 
-    if state == "paid":
-        # Each write is idempotent, so a crash between them is finished by the next run.
-        ordercloud.create_payment(order_id, payload["payment"])
-        ordercloud.create_payment_transaction(
-            order_id, payload["payment"]["ID"], payload["transaction"]
-        )
-    ordercloud.patch_order(order_id, payload["order_patch"])
-
+    outcome = "no_change"
+    xp: dict[str, Any] = {}
+    if moves:
+        if state in PAID_STATES and link.state not in PAID_STATES:
+            # Each write is idempotent, so a crash between them is finished by the next run.
+            ordercloud.create_payment(order_id, payload["payment"])
+            ordercloud.create_payment_transaction(
+                order_id, payload["payment"]["ID"], payload["transaction"]
+            )
+        xp.update(payload["order_patch"]["xp"])
+        outcome = state
     charge = payment_intent.get("latest_charge")
-    with store.begin() as tx:
-        moved = tx.advance_order_state(
-            BACKEND,
-            order_id,
-            state,
-            latest_charge_id=charge["id"] if state == "paid" and charge else None,
-        )
-        if moved and state == "paid":
-            tx.enqueue(ERP_TOPIC, f"{BACKEND}:{order_id}", _erp_message(order_id, payment_intent))
-    return "paid" if state == "paid" else state
+    if isinstance(charge, dict) and (state in PAID_STATES or link.state in PAID_STATES):
+        if "refund" in kinds or charge.get("amount_refunded"):
+            xp.update(
+                after_payment.record_refunds(
+                    order_id, payment_intent, mapping, stripe_gateway, ordercloud
+                )
+            )
+        if "dispute" in kinds or charge.get("disputed"):
+            xp.update(after_payment.dispute_xp(payment_intent, mapping, stripe_gateway))
+        risky = (charge.get("outcome") or {}).get("risk_level") in after_payment.RISKY_LEVELS
+        if "fraud" in kinds or risky:
+            review = after_payment.fraud_review(payment_intent, stripe_gateway)
+            if review is not None:
+                xp["FraudReview"] = review
+                if load_mapping(after_payment.REFUND_MAPPING).settings.get(
+                    "auto_refund_actionable_fraud_warnings", False
+                ):
+                    after_payment.refund_actionable_fraud_warnings(
+                        payment_intent, review, stripe_gateway
+                    )
+        if xp and outcome == "no_change":
+            outcome = "updated"
+    if xp:
+        ordercloud.patch_order(order_id, {"xp": xp})
+
+    if moves:
+        with store.begin() as tx:
+            tx.advance_order_state(
+                BACKEND,
+                order_id,
+                state,
+                latest_charge_id=charge["id"] if isinstance(charge, dict) else None,
+            )
+            if state in PAID_STATES and link.state not in PAID_STATES:
+                tx.enqueue(
+                    ERP_TOPIC, f"{BACKEND}:{order_id}", _erp_message(order_id, payment_intent)
+                )
+    return outcome
 
 
 def _ledger_state(payment_intent: dict[str, Any]) -> str | None:
     status = payment_intent["status"]
     if status == "succeeded":
+        charge = payment_intent.get("latest_charge")
+        if isinstance(charge, dict) and charge.get("refunded"):
+            return "refunded"
+        if isinstance(charge, dict) and charge.get("amount_refunded"):
+            return "partially_refunded"
         return "paid"
     if status == "requires_capture":
         return "authorized"

@@ -205,6 +205,8 @@ class Mapping:
     payload_type: str | None = None
     stripe_metadata: tuple[tuple[str, ...], ...] = ()
     description: str = ""
+    # Flow options kept with the mapping so an engineer changes them without touching Python.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def record_key(self, record: dict[str, Any]) -> str | None:
         if self.key_path is None:

@@ -273,6 +273,7 @@ class _Compiler:
             payload_type=payload_type,
             stripe_metadata=self.metadata_targets,
             description=spec.get("description", ""),
+            settings=dict(spec.get("settings", {})),
         )
 
     def rules(self, specs: list[dict[str, Any]], where: Where) -> Iterator[Rule]:

@@ -138,12 +138,13 @@ def _to_minor_units(value: Any, args: dict[str, Any], ctx: Context) -> int:
 
 @_register(
     "money.from_minor_units",
-    "Stripe integer minor units -> exact Decimal major units",
-    {"currency": STRING_OR_PATH},
+    "Stripe integer minor units -> exact Decimal major units (negated for money going out)",
+    {"currency": STRING_OR_PATH, "negate": BOOLEAN},
     required=("currency",),
 )
 def _from_minor_units(value: Any, args: dict[str, Any], ctx: Context) -> Decimal:
-    return _money(lambda: money.from_minor_units(value, args["currency"]))
+    amount = _money(lambda: money.from_minor_units(value, args["currency"]))
+    return -amount if args.get("negate") else amount
 
 
 @_register(

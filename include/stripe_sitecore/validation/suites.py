@@ -476,10 +476,52 @@ ERP_ORDER = Suite(
     ),
 )
 
+STRIPE_REFUND_CREATE = Suite(
+    "stripe_refund_create",
+    "Stripe refund create parameters from a refund request recorded in Sitecore",
+    {
+        "amount_type": type_name("amount"),
+        "amount": integer("amount"),
+        "reason": text("reason"),
+        "metadata.sitecore_order_id": text("metadata.sitecore_order_id"),
+        "metadata.sitecore_refund_request_id": text("metadata.sitecore_refund_request_id"),
+        "metadata_problem": metadata_problem("metadata"),
+    },
+    (
+        in_set(
+            "amount_integer", "amount_type", {"int"}, "amount must be an integer, not a {value}"
+        ),
+        Check(
+            "amount_positive",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "amount", "min_value": 1},
+            "amount must be a positive integer (got {value})",
+        ),
+        in_set(
+            "reason_known",
+            "reason",
+            {"duplicate", "fraudulent", "requested_by_customer"},
+            "reason {value!r} is not one Stripe accepts",
+        ),
+        not_null(
+            "order_id_present",
+            "metadata.sitecore_order_id",
+            "metadata.sitecore_order_id is missing",
+        ),
+        unique(
+            "request_id_unique",
+            "metadata.sitecore_refund_request_id",
+            "refund request {value} appears more than once in the batch",
+        ),
+        is_null("metadata_within_limits", "metadata_problem"),
+    ),
+)
+
 SUITES: dict[str, Suite] = {
     suite.payload_type: suite
     for suite in (
         PAYMENT_INTENT_CREATE,
+        STRIPE_REFUND_CREATE,
         ORDERCLOUD_PAYMENT,
         STRIPE_CUSTOMER,
         ORDERCLOUD_USER,

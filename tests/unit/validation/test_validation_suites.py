@@ -12,6 +12,7 @@ from stripe_sitecore.validation.suites import (
 def test_one_suite_per_outbound_payload_type():
     assert set(SUITES) == {
         "payment_intent_create",
+        "stripe_refund_create",
         "ordercloud_payment",
         "stripe_customer",
         "ordercloud_user",
