@@ -127,6 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--latency-ms", type=int, default=0, help="simulated latency per call")
+    parser.add_argument(
+        "--stripe-rps",
+        type=float,
+        default=None,
+        help="the Stripe request budget; default: 80%% of the test-mode limit (20/s)",
+    )
     args = parser.parse_args()
 
     process, urls = start_simulators()
@@ -149,7 +155,11 @@ def main() -> None:
 
         store = StateStore.from_url(f"sqlite:///{workdir / 'state.db'}")
         store.migrate()
-        gateway = StripeGateway(StripeSettings(api_key=STRIPE_KEY, api_base=urls["stripe"]))
+        gateway = StripeGateway(
+            StripeSettings(
+                api_key=STRIPE_KEY, api_base=urls["stripe"], requests_per_second=args.stripe_rps
+            )
+        )
         ordercloud = OrderCloudClient(
             OrderCloudSettings(urls["ordercloud"], "sandbox-client", "sandbox-secret-not-real")
         )
@@ -193,6 +203,7 @@ def main() -> None:
                     "paid_by_shopper": paid,
                     "simulated_latency_ms": args.latency_ms,
                     "concurrency": MAX_WORKERS,
+                    "stripe_budget_per_second": gateway.settings.budget_rate,
                     "seconds": {k: round(v, 2) for k, v in timings.items()},
                     "orders_per_second": round(args.orders / total_seconds, 1),
                     "requests_per_paid_order": {

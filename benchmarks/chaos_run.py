@@ -1,0 +1,437 @@
+"""Chaos run: the whole order life cycle under injected faults, duplicates, lag and killed tasks.
+
+N orders in mixed currencies go through pay, decline-then-pay, partial Stripe refund, full
+refund requested in Sitecore, dispute and cancel-before-payment, plus a few deliberately invalid
+orders. Meanwhile the simulators fail 20% of calls (5xx, 429 with Retry-After, connection resets,
+timeouts, some after the write was committed), list every Stripe event up to three times and
+late, and OrderCloud's order list lags writes. Each flow run happens in a child process, as an
+Airflow task would, and some are SIGKILLed mid-batch and then retried, as Airflow would.
+
+When the system has quiesced it checks: no duplicate PaymentIntents, refunds, payments or
+transactions; every paid order paid once in Sitecore and in the ERP; every refund reflected once;
+dead letters only for the invalid orders. Prints JSON counts; exits 1 if a check fails.
+
+    .venv/bin/python benchmarks/chaos_run.py --orders 1000 --state-url postgresql+psycopg2://127.0.0.1/chaos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from sandbox.common import dumps_exact
+
+CURRENCIES = [
+    ("USD", "19.99"),
+    ("EUR", "42.50"),
+    ("JPY", "5400"),
+    ("KWD", "12.350"),
+    ("GBP", "7.30"),
+]
+KINDS = ["pay", "decline_then_pay", "stripe_partial_refund", "sitecore_refund", "dispute", "cancel"]
+STRIPE_KEY = "sk_test_chaos_fake_0000000000000000"
+OC_CLIENT = ("sandbox-client", "sandbox-secret-not-real")
+ERP_TOKEN = "erp-chaos-token-not-real"
+MAX_ATTEMPTS = 25
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Simulators:
+    """`python -m sandbox` in its own process, controlled over HTTP."""
+
+    def __init__(self, seed: int, list_lag_seconds: int):
+        ports = {name: free_port() for name in ("stripe", "ordercloud", "erp")}
+        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "sandbox", "--seed", str(seed),
+                "--stripe-port", str(ports["stripe"]),
+                "--ordercloud-port", str(ports["ordercloud"]),
+                "--erp-port", str(ports["erp"]),
+                "--erp-token", ERP_TOKEN,
+                "--list-lag-seconds", str(list_lag_seconds),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if all(
+                    requests.get(f"{u}/_sandbox/clock", timeout=1).ok for u in self.urls.values()
+                ):
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the simulators did not start")
+            time.sleep(0.2)
+
+    def post(self, service: str, path: str, body: Any = None) -> Any:
+        response = requests.post(f"{self.urls[service]}{path}", json=body, timeout=60)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def set_clock(self, when: datetime) -> None:
+        for service in self.urls:
+            self.post(service, "/_sandbox/clock", {"now": when.isoformat()})
+
+    def faults(self, on: bool, seed: int) -> None:
+        writes = {
+            "route": "POST *", "error_rate": 0.06, "statuses": [500, 502, 503],
+            "reset_rate": 0.04, "after_commit": True,
+            "rate_limit_rate": 0.06, "retry_after": 1,
+        }  # fmt: skip
+        everything = {
+            "route": "*", "error_rate": 0.08, "statuses": [500, 502, 503],
+            "rate_limit_rate": 0.06, "retry_after": 1, "reset_rate": 0.03,
+            "timeout_rate": 0.03, "timeout_seconds": 3,
+        }  # fmt: skip
+        rules = [writes, everything] if on else []
+        for service in self.urls:
+            self.post(service, "/_sandbox/faults", {"seed": seed, "rules": rules})
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def clients(urls: dict[str, str]):
+    from stripe_sitecore.clients.erp import ERPClient, ERPSettings
+    from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+    from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
+
+    gateway = StripeGateway(
+        StripeSettings(
+            api_key=STRIPE_KEY,
+            api_base=urls["stripe"],
+            max_network_retries=4,
+            read_timeout=2,
+            rate_limit_attempts=8,
+            rate_limit_backoff=0.2,
+            rate_limit_backoff_max=2,
+            requests_per_second=200,
+        )
+    )
+    ordercloud = OrderCloudClient(
+        OrderCloudSettings(
+            urls["ordercloud"], *OC_CLIENT, read_timeout=2, max_retries=6, backoff_factor=0.05
+        )
+    )
+    erp = ERPClient(
+        ERPSettings(urls["erp"], ERP_TOKEN, read_timeout=2, max_retries=6, backoff_factor=0.05)
+    )
+    return gateway, ordercloud, erp
+
+
+def _stage(name: str, urls: dict[str, str], state_url: str, window: tuple, out) -> None:
+    """One task try, in a child process: the flow, then its summary back to the parent."""
+    from stripe_sitecore.flows.common import Window
+    from stripe_sitecore.flows.erp import drain_erp_outbox
+    from stripe_sitecore.flows.order_to_cash import (
+        ORDER_LIST_OVERLAP,
+        STRIPE_EVENT_OVERLAP,
+        apply_stripe_events,
+        sync_orders_to_stripe,
+    )
+    from stripe_sitecore.store import StateStore
+
+    gateway, ordercloud, erp = clients(urls)
+    store = StateStore.from_url(state_url)
+    start, end = window
+    if name == "orders":
+        summary = sync_orders_to_stripe(
+            ordercloud, gateway, store, Window(start, end, ORDER_LIST_OVERLAP)
+        )
+    elif name == "events":
+        summary = apply_stripe_events(
+            gateway, ordercloud, store, Window(start, end, STRIPE_EVENT_OVERLAP)
+        )
+    else:
+        summary = drain_erp_outbox(ordercloud, erp, store, batch_size=10_000)
+    out.send(summary.as_dict())
+    store.dispose()
+
+
+def run_like_airflow(name, urls, state_url, window, rng, stats) -> None:
+    """Try until a try finishes with no failed record; kill some tries mid-batch."""
+    context = multiprocessing.get_context("fork")
+    for _ in range(MAX_ATTEMPTS):
+        parent, child = context.Pipe(duplex=False)
+        process = context.Process(target=_stage, args=(name, urls, state_url, window, child))
+        process.start()
+        child.close()
+        if rng.random() < 0.2:
+            time.sleep(rng.uniform(0.05, 1.5))
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+                stats["killed"] += 1
+        process.join()
+        try:
+            summary = parent.recv() if parent.poll() else None
+        except EOFError:  # killed, or died of an error: a failed try, as Airflow sees it
+            summary = None
+        stats["tries"] += 1
+        if summary is not None and summary["failed"] == 0:
+            stats[f"{name}_created"] += summary["created"]
+            return
+    raise RuntimeError(f"{name} for {window} did not finish in {MAX_ATTEMPTS} tries")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--invalid", type=int, default=None, help="default: 1 per 50 orders")
+    parser.add_argument("--state-url", default=None, help="default: a SQLite file in a tmp dir")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    invalid = args.invalid if args.invalid is not None else max(1, args.orders // 50)
+    rng = random.Random(args.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
+    os.environ.setdefault("STRIPE_SITECORE_DATA_DOCS_DIR", str(workdir / "docs"))
+    state_url = args.state_url or f"sqlite:///{workdir / 'state.db'}"
+
+    import stripe
+
+    from stripe_sitecore.store import StateStore
+    from stripe_sitecore.validation import validate_batch
+
+    StateStore.from_url(state_url).migrate()
+    # Warm Great Expectations once; the forked tries inherit it instead of paying seconds each.
+    validate_batch("payment_intent_create", [], build_data_docs=False)
+
+    started = time.perf_counter()
+    sims = Simulators(args.seed, list_lag_seconds=30)
+    stats: Counter = Counter()
+    try:
+        urls = sims.urls
+        sdk = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": urls["stripe"]})
+        t0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+        orders = {}
+        for i in range(args.orders):
+            currency, total = CURRENCIES[i % len(CURRENCIES)]
+            orders[f"chaos-{i:05d}"] = (KINDS[i % len(KINDS)], currency, total)
+        bad = {f"chaos-bad-{i:03d}": ("invalid", "USD", "10.005") for i in range(invalid)}
+
+        def window(k: int) -> tuple[datetime, datetime]:
+            return t0 + timedelta(minutes=5 * k), t0 + timedelta(minutes=5 * (k + 1))
+
+        def run_round(k: int) -> None:
+            # Flows run after their window closed and the list lag passed, as the scheduler does.
+            sims.set_clock(window(k)[1] + timedelta(seconds=45))
+            sims.faults(True, args.seed + k)
+            for name in ("orders", "events", "erp"):
+                run_like_airflow(name, urls, state_url, window(k), rng, stats)
+            sims.faults(False, 0)
+
+        # Round 0: shoppers submit orders.
+        sims.set_clock(window(0)[0] + timedelta(minutes=1))
+        for order_id, (_, currency, total) in {**orders, **bad}.items():
+            body = {
+                "ID": order_id,
+                "FromUser": {
+                    "ID": f"u-{order_id}",
+                    "Username": order_id,
+                    "Email": f"{order_id}@example.com",
+                },
+                "Currency": currency,
+                "Total": Decimal(total),
+                "Subtotal": Decimal(total),
+            }
+            requests.post(
+                f"{urls['ordercloud']}/_sandbox/orders",
+                data=dumps_exact(body),
+                headers={"Content-Type": "application/json"},
+                timeout=30,
+            ).raise_for_status()
+        run_round(0)
+
+        def pi_by_order() -> dict[str, list]:
+            found: dict[str, list] = {}
+            for pi in gateway_list(sdk):
+                found.setdefault(pi["metadata"].get("sitecore_order_id"), []).append(pi)
+            return found
+
+        # Round 1: shoppers pay, decline or cancel.
+        sims.set_clock(window(1)[0] + timedelta(minutes=1))
+        pis = pi_by_order()
+        oc_token = requests.post(
+            f"{urls['ordercloud']}/oauth/token",
+            data={"grant_type": "client_credentials", "client_id": OC_CLIENT[0],
+                  "client_secret": OC_CLIENT[1], "scope": "OrderAdmin"},
+            timeout=10,
+        ).json()["access_token"]  # fmt: skip
+        oc_auth = {"Authorization": f"Bearer {oc_token}"}
+        for order_id, (kind, _, _) in orders.items():
+            pi = pis[order_id][0]
+            if kind == "cancel":
+                requests.post(
+                    f"{urls['ordercloud']}/v1/orders/Incoming/{order_id}/cancel",
+                    headers=oc_auth,
+                    timeout=10,
+                ).raise_for_status()
+            elif kind == "decline_then_pay":
+                try:
+                    sdk.v1.payment_intents.confirm(
+                        pi["id"], {"payment_method": "pm_card_chargeDeclined"}
+                    )
+                except stripe.CardError:
+                    pass
+            else:
+                sdk.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
+        run_round(1)
+
+        # Round 2: the declined pay, refunds and disputes begin.
+        sims.set_clock(window(2)[0] + timedelta(minutes=1))
+        for order_id, (kind, _, _) in orders.items():
+            pi = pis[order_id][0]
+            if kind == "decline_then_pay":
+                sdk.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
+            elif kind == "stripe_partial_refund":
+                sdk.v1.refunds.create(
+                    {"payment_intent": pi["id"], "amount": pi["amount"] // 2 // 10 * 10}
+                )
+            elif kind == "sitecore_refund":
+                requests.patch(
+                    f"{urls['ordercloud']}/v1/orders/Incoming/{order_id}",
+                    json={"xp": {"RefundRequests": [{"ID": "rr-1", "Reason": "Returned"}]}},
+                    headers=oc_auth,
+                    timeout=10,
+                ).raise_for_status()
+            elif kind == "dispute":
+                charge = sdk.v1.payment_intents.retrieve(pi["id"]).latest_charge
+                sims.post("stripe", "/_sandbox/stripe/disputes", {"charge": charge})
+        for k in (2, 3, 4):
+            run_round(k)
+        seconds = time.perf_counter() - started
+
+        report = verify(urls, sdk, orders, bad, state_url, pi_by_order())
+        report.update(
+            orders=args.orders,
+            invalid_orders=invalid,
+            seconds=round(seconds, 1),
+            tries=stats["tries"],
+            killed_tries=stats["killed"],
+            state_db=state_url.split(":")[0],
+            faults_injected=faults_injected(urls),
+        )
+        return report
+    finally:
+        sims.stop()
+
+
+def gateway_list(sdk) -> list[dict]:
+    return [pi.to_dict() for pi in sdk.v1.payment_intents.list({"limit": 100}).auto_paging_iter()]
+
+
+def faults_injected(urls: dict[str, str]) -> dict[str, int]:
+    return {
+        name: requests.get(f"{url}/_sandbox/requests", timeout=10).json()["faulted"]["total"]
+        for name, url in urls.items()
+    }
+
+
+def verify(urls, sdk, orders, bad, state_url, pis) -> dict[str, Any]:
+    """Counts on all three sides and in the state DB; `problems` lists every broken promise."""
+    from stripe_sitecore.store import StateStore
+
+    gateway, ordercloud, _ = clients(urls)
+    problems: list[str] = []
+    counts: Counter = Counter()
+    erp_orders = {
+        o["order_id"]: o
+        for o in requests.get(
+            f"{urls['erp']}/orders", headers={"Authorization": f"Bearer {ERP_TOKEN}"}, timeout=30
+        ).json()["orders"]
+    }
+    for order_id, (kind, _, total) in orders.items():
+        found = pis.get(order_id, [])
+        if len(found) != 1:
+            problems.append(f"{order_id}: {len(found)} PaymentIntents")
+            continue
+        pi = gateway.retrieve_payment_intent(found[0]["id"], expand=["latest_charge"])
+        counts["payment_intents"] += 1
+        order = ordercloud.get_order(order_id)
+        payments = ordercloud.list_payments(order_id)
+        status = order["xp"].get("PaymentStatus")
+        if kind == "cancel":
+            if pi["status"] != "canceled" or status != "Canceled" or payments:
+                problems.append(f"{order_id}: cancel ended {pi['status']}/{status}/{len(payments)}")
+            if order_id in erp_orders:
+                problems.append(f"{order_id}: canceled order reached the ERP")
+            continue
+        charge = pi["latest_charge"]
+        refunds = list(gateway.iter_list("refunds", {"charge": charge["id"]}))
+        counts["refunds"] += len(refunds)
+        if len(payments) != 1:
+            problems.append(f"{order_id}: {len(payments)} OrderCloud payments")
+            continue
+        counts["payments"] += 1
+        transactions = Counter(t["ID"] for t in payments[0]["Transactions"])
+        counts["transactions"] += sum(transactions.values())
+        if any(n > 1 for n in transactions.values()):
+            problems.append(f"{order_id}: duplicate transactions {transactions}")
+        expected_tx = {charge["id"], *(r["id"] for r in refunds)}
+        if set(transactions) != expected_tx:
+            problems.append(
+                f"{order_id}: transactions {sorted(transactions)} != {sorted(expected_tx)}"
+            )
+        if payments[0]["Amount"] != Decimal(total):
+            problems.append(f"{order_id}: paid {payments[0]['Amount']} != {total}")
+        want_refunds = {"stripe_partial_refund": 1, "sitecore_refund": 1}.get(kind, 0)
+        if len(refunds) != want_refunds:
+            problems.append(f"{order_id}: {len(refunds)} refunds, expected {want_refunds}")
+        want_status = {"stripe_partial_refund": "PartiallyRefunded", "sitecore_refund": "Refunded"}
+        if status != want_status.get(kind, "Paid"):
+            problems.append(f"{order_id}: status {status}")
+        if kind == "dispute" and order["xp"].get("DisputeStatus") != "NeedsResponse":
+            problems.append(f"{order_id}: dispute status {order['xp'].get('DisputeStatus')}")
+        if order_id not in erp_orders:
+            problems.append(f"{order_id}: paid but not in the ERP")
+        counts["erp_orders"] += order_id in erp_orders
+    store = StateStore.from_url(state_url)
+    with store.begin() as tx:
+        dead = tx.open_dead_letters()
+    store.dispose()
+    dead_keys = Counter(d["record_key"] for d in dead)
+    if set(dead_keys) != set(bad):
+        problems.append(f"dead letters for {sorted(set(dead_keys) ^ set(bad))[:10]} unexpected")
+    if any(not d["reason"] for d in dead):
+        problems.append("a dead letter without a reason")
+    for order_id in bad:
+        if pis.get(order_id):
+            problems.append(f"{order_id}: invalid order reached Stripe")
+    return {
+        "counts": dict(counts),
+        "dead_letters": len(dead),
+        "erp_orders_received": len(erp_orders),
+        "problems": problems,
+    }
+
+
+if __name__ == "__main__":
+    result = main()
+    print(json.dumps(result, indent=2))
+    sys.exit(1 if result["problems"] else 0)

@@ -1,0 +1,33 @@
+"""The chaos run of benchmarks/chaos_run.py at a size that fits CI, on PostgreSQL."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+CHAOS_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos_run.py"
+
+
+def load_chaos_run():
+    spec = importlib.util.spec_from_file_location("chaos_run", CHAOS_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.postgres
+def test_nothing_is_lost_or_doubled_under_faults_duplicates_lag_and_killed_tasks(postgres_url):
+    report = load_chaos_run().main(["--orders", "24", "--state-url", postgres_url, "--seed", "7"])
+
+    assert report["problems"] == []
+    assert report["killed_tries"] >= 1, "the run must have survived a SIGKILLed try"
+    assert sum(report["faults_injected"].values()) >= 50
+    # 24 orders, six kinds: 4 canceled before payment, 20 paid; 8 refunds (4 each way).
+    assert report["counts"] == {
+        "payment_intents": 24,
+        "refunds": 8,
+        "payments": 20,
+        "transactions": 28,
+        "erp_orders": 20,
+    }
+    assert report["dead_letters"] == report["invalid_orders"] == 1
