@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint format bench clean
+.PHONY: run test test-fast lint format bench clean install
 
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -34,6 +34,14 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+## Benchmarks (outside CI): each prints JSON figures; see the README's performance section.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/order_to_cash_throughput.py --orders 2000
+	$(BIN)/python benchmarks/order_to_cash_throughput.py --orders 2000 --stripe-rps 80
+	$(BIN)/python benchmarks/dag_parse_time.py
+	$(BIN)/python benchmarks/reconciliation_1m.py
+	$(BIN)/python benchmarks/chaos_run.py --orders 1000
 
 clean:
 	rm -rf $(VENV) .airflow .pytest_cache

@@ -206,6 +206,16 @@ def main() -> None:
                     "stripe_budget_per_second": gateway.settings.budget_rate,
                     "seconds": {k: round(v, 2) for k, v in timings.items()},
                     "orders_per_second": round(args.orders / total_seconds, 1),
+                    "cpu_ms_per_record": {
+                        "order": round(1000 * cpu["orders_to_stripe"] / args.orders, 2),
+                        "event": round(
+                            1000
+                            * cpu["events_to_sitecore"]
+                            / max(summaries["events_to_sitecore"].read, 1),
+                            2,
+                        ),
+                        "erp_message": round(1000 * cpu["outbox_to_erp"] / args.orders, 2),
+                    },
                     "requests_per_paid_order": {
                         name: round(n / max(paid, 1), 2) for name, n in made.items()
                     },
