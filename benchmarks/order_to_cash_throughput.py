@@ -168,25 +168,20 @@ def main() -> None:
         window_events = Window(start, start + timedelta(minutes=5), STRIPE_EVENT_OVERLAP)
         before = {name: counts(url) for name, url in urls.items()}
 
-        timings, summaries = {}, {}
-        t0 = time.perf_counter()
-        summaries["orders_to_stripe"] = sync_orders_to_stripe(
-            ordercloud, gateway, store, window_orders
-        )
-        timings["orders_to_stripe"] = time.perf_counter() - t0
+        timings, cpu, summaries = {}, {}, {}
+
+        def stage(name, flow, *flow_args, **flow_kwargs):
+            wall, used = time.perf_counter(), time.process_time()
+            summaries[name] = flow(*flow_args, **flow_kwargs)
+            timings[name] = time.perf_counter() - wall
+            cpu[name] = time.process_time() - used
+
+        stage("orders_to_stripe", sync_orders_to_stripe, ordercloud, gateway, store, window_orders)
         pay_before = counts(urls["stripe"])
         paid = pay_everything(urls["stripe"], MAX_WORKERS)
         shopper_requests = counts(urls["stripe"]) - pay_before
-        t0 = time.perf_counter()
-        summaries["events_to_sitecore"] = apply_stripe_events(
-            gateway, ordercloud, store, window_events
-        )
-        timings["events_to_sitecore"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        summaries["outbox_to_erp"] = drain_erp_outbox(
-            ordercloud, erp, store, batch_size=args.orders
-        )
-        timings["outbox_to_erp"] = time.perf_counter() - t0
+        stage("events_to_sitecore", apply_stripe_events, gateway, ordercloud, store, window_events)
+        stage("outbox_to_erp", drain_erp_outbox, ordercloud, erp, store, batch_size=args.orders)
 
         made = {name: counts(url) - before[name] for name, url in urls.items()}
         made["stripe"] -= shopper_requests
