@@ -100,7 +100,8 @@ def connection_env(sandbox: Sandbox, state_db_url: str | None = None) -> dict[st
                 "conn_type": "generic",
                 "host": sandbox.stripe_url,
                 "password": STRIPE_TEST_KEY,
-                "extra": {"max_network_retries": 2},
+                # The simulator has no rate limit; the budget itself has its own tests.
+                "extra": {"max_network_retries": 2, "requests_per_second": 1000},
             }
         ),
         "AIRFLOW_CONN_ORDERCLOUD_DEFAULT": json.dumps(

@@ -2,35 +2,161 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+log = logging.getLogger(__name__)
+
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
+# A server asking for more than this is treated as down for now; the Airflow task retry,
+# minutes later, is the better place to wait.
+RETRY_AFTER_MAX_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class RetryNotice:
+    """One retry about to happen: what failed, which retry this is, how long we wait first."""
+
+    method: str
+    path: str
+    retry: int
+    cause: str
+    wait_seconds: float
+
+
+def _log_retry(notice: RetryNotice) -> None:
+    log.warning(
+        "%s %s: %s; retry %d in %.2fs",
+        notice.method,
+        notice.path,
+        notice.cause,
+        notice.retry,
+        notice.wait_seconds,
+    )
+
+
+class ObservedRetry(Retry):
+    """urllib3's ``Retry`` that reports every wait before sleeping it.
+
+    The policy is urllib3's own (``Retry-After`` first, else exponential backoff with jitter);
+    only the sleep is routed through ``on_retry`` (logging by default) and ``sleep``, so an
+    operator sees each retry in the task log and a test can measure the waits.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_retry = on_retry or _log_retry
+        self.sleep_function = sleep or time.sleep
+
+    def new(self, **kw: Any) -> ObservedRetry:
+        # urllib3 makes a new Retry per attempt from the constructor arguments it knows.
+        kw.setdefault("on_retry", self.on_retry)
+        kw.setdefault("sleep", self.sleep_function)
+        return super().new(**kw)
+
+    def sleep(self, response: Any = None) -> None:
+        wait = None
+        if self.respect_retry_after_header and response is not None:
+            wait = self.get_retry_after(response)
+        if not wait:
+            wait = self.get_backoff_time()
+        last = self.history[-1] if self.history else None
+        if last is None:
+            cause = "unknown"
+        elif last.error is not None:
+            cause = type(last.error).__name__
+        else:
+            cause = str(last.status)
+        self.on_retry(
+            RetryNotice(
+                method=(last.method if last else None) or "?",
+                path=((last.url if last else None) or "?").split("?", 1)[0],
+                retry=len(self.history),
+                cause=cause,
+                wait_seconds=wait,
+            )
+        )
+        if wait > 0:
+            self.sleep_function(wait)
 
 
 def retrying_session(
-    *, max_retries: int, backoff_factor: float, session: requests.Session | None = None
+    *,
+    max_retries: int,
+    backoff_factor: float,
+    backoff_jitter: float = 0.25,
+    session: requests.Session | None = None,
+    on_retry: Callable[[RetryNotice], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    pool_maxsize: int = 16,
 ) -> requests.Session:
-    """Retries connection errors, 429 (honouring ``Retry-After``) and 5xx with backoff and jitter.
+    """Retries connection errors, read timeouts, 429 (honouring ``Retry-After``) and 5xx with
+    exponential backoff and jitter, ``max_retries`` times at most.
 
     Every method is retried: the callers make writes idempotent (deterministic IDs, 409 means
-    done; or an ``Idempotency-Key`` header).
+    done; or an ``Idempotency-Key`` header). When the retries run out on a status the last
+    answer is returned (the caller raises its typed error from it); on a transport error
+    ``requests`` raises, and ``transport_failure`` says what happened.
     """
     session = session or requests.Session()
-    retries = Retry(
+    retries = ObservedRetry(
         total=max_retries,
         connect=max_retries,
         read=max_retries,
         status=max_retries,
         backoff_factor=backoff_factor,
-        backoff_jitter=0.25,
+        backoff_jitter=backoff_jitter,
         status_forcelist=RETRYABLE_STATUSES,
         allowed_methods=None,
         respect_retry_after_header=True,
+        retry_after_max=RETRY_AFTER_MAX_SECONDS,
         raise_on_status=False,
+        on_retry=on_retry,
+        sleep=sleep,
     )
-    adapter = HTTPAdapter(max_retries=retries, pool_maxsize=16)
+    # pool_maxsize covers the flows' bounded thread pools sharing one client.
+    adapter = HTTPAdapter(max_retries=retries, pool_maxsize=pool_maxsize)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def attempts_made(response: requests.Response) -> int:
+    """How many times urllib3 sent the request that got ``response``."""
+    retries = getattr(response.raw, "retries", None)
+    return len(getattr(retries, "history", ()) or ()) + 1
+
+
+def transport_failure(exc: requests.RequestException, max_retries: int) -> tuple[str, int]:
+    """A readable reason and the number of attempts for a request that got no usable answer.
+
+    ``requests`` wraps urllib3's ``MaxRetryError`` in a ``ConnectionError`` whose text is the
+    whole retry machinery; the last underlying error is what an operator needs.
+    """
+    inner = exc.args[0] if exc.args else None
+    if isinstance(inner, MaxRetryError):
+        return _describe(inner.reason or inner), max_retries + 1
+    # Raised past the retry policy: a body that broke off after the headers, say.
+    return _describe(exc), 1
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    # urllib3 prefixes reasons with a connection or pool repr; the class and message suffice.
+    if text.startswith("<") and ">: " in text:
+        text = text.split(">: ", 1)[1]
+    return f"{type(error).__name__}: {text}"

@@ -1,15 +1,17 @@
 """Sitecore OrderCloud REST client: OAuth2 tokens, retries, paging, typed filters and errors.
 
-Plain ``requests``: usable without Airflow. Transient failures are retried by the shared
-``retrying_session``; writes are safe to retry because the flows create with deterministic IDs
-and treat 409 as "already done".
+Plain ``requests``: usable without Airflow. Transient failures (connection errors, resets, read
+timeouts, 429 and 5xx) are retried by the shared ``retrying_session``, honouring ``Retry-After``;
+writes are safe to retry because the flows create with deterministic IDs and treat 409 as
+"already done", and PATCH is idempotent. What is still failing when the retries run out is
+raised as an ``OrderCloudError`` subclass, never as a bare transport exception.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,13 +20,20 @@ from typing import Any
 import msgspec
 import requests
 
-from stripe_sitecore.clients.http import retrying_session
+from stripe_sitecore.clients.http import (
+    RetryNotice,
+    attempts_made,
+    retrying_session,
+    transport_failure,
+)
 
 DEFAULT_SCOPE = "OrderAdmin BuyerUserAdmin BuyerReader"
 MAX_PAGE_SIZE = 100
 # OrderCloud refuses page numbers past 30; beyond that, page by ``sortBy=ID&ID=>{lastID}``.
 MAX_PAGE_NUMBER = 30
 TOKEN_REFRESH_MARGIN_SECONDS = 60
+# The token endpoint's own transient failures; anything else from it means the credentials.
+RETRYABLE_TOKEN_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 # Money travels as JSON numbers; encode and decode them as Decimal so no float ever touches them.
 _json_encoder = msgspec.json.Encoder(decimal_format="number")
@@ -32,16 +41,32 @@ _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class OrderCloudError(Exception):
-    """An error answer from OrderCloud, with its ``{"Errors": [...]}`` parsed."""
+    """An error answer from OrderCloud, with its ``{"Errors": [...]}`` parsed.
 
-    def __init__(self, status: int, method: str, path: str, errors: list[dict[str, Any]]):
+    ``status`` is None when no answer came at all; ``attempts`` counts the tries it took.
+    """
+
+    def __init__(
+        self,
+        status: int | None,
+        method: str,
+        path: str,
+        errors: list[dict[str, Any]],
+        *,
+        attempts: int = 1,
+    ):
         self.status = status
+        self.method = method
+        self.path = path
         self.errors = errors
+        self.attempts = attempts
         first = errors[0] if errors else {}
         self.error_code = first.get("ErrorCode")
         self.data = first.get("Data")
         message = first.get("Message") or "no error body"
-        super().__init__(f"OrderCloud {method} {path} -> {status} {self.error_code}: {message}")
+        answer = "no answer" if status is None else f"{status} {self.error_code}"
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"OrderCloud {method} {path} -> {answer}: {message}{tries}")
 
 
 class OrderCloudAuthError(OrderCloudError):
@@ -60,12 +85,28 @@ class OrderCloudAlreadyExists(OrderCloudError):
     """409 on create: an object with that ID exists, which for our deterministic IDs means done."""
 
 
+class OrderCloudUnavailable(OrderCloudError):
+    """5xx, or no answer (connection refused or reset, timeout), after every retry: a later
+    task retry may succeed."""
+
+
+class OrderCloudRateLimited(OrderCloudUnavailable):
+    """Still 429 after every retry."""
+
+
 _ERRORS_BY_STATUS = {
     401: OrderCloudAuthError,
     403: OrderCloudForbidden,
     404: OrderCloudNotFound,
     409: OrderCloudAlreadyExists,
+    429: OrderCloudRateLimited,
 }
+
+
+def _error_class(status: int) -> type[OrderCloudError]:
+    if status >= 500:
+        return OrderCloudUnavailable
+    return _ERRORS_BY_STATUS.get(status, OrderCloudError)
 
 
 def format_filter_value(value: Any) -> str:
@@ -125,10 +166,13 @@ class OrderCloudSettings:
     user_password: str | None = field(default=None, repr=False)
     scope: str = DEFAULT_SCOPE
     order_direction: str = "Incoming"
+    buyer_id: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     max_retries: int = 5
     backoff_factor: float = 0.5
+    backoff_jitter: float = 0.25
+    token_refresh_margin: float = TOKEN_REFRESH_MARGIN_SECONDS
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -141,6 +185,10 @@ class OrderCloudSettings:
             raise ValueError("grant_type password needs username and user_password in extra")
         if self.order_direction not in {"Incoming", "Outgoing", "All"}:
             raise ValueError(f"order_direction {self.order_direction!r} is not Incoming/Outgoing")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise ValueError("connect_timeout and read_timeout must be > 0 seconds")
+        if self.max_retries < 0 or self.backoff_factor < 0:
+            raise ValueError("max_retries and backoff_factor must be >= 0")
 
     @property
     def token_url(self) -> str:
@@ -148,16 +196,47 @@ class OrderCloudSettings:
 
 
 class OrderCloudClient:
-    def __init__(self, settings: OrderCloudSettings, session: requests.Session | None = None):
+    """``on_secret`` is told every access token as it arrives (the hook masks them in logs);
+    ``on_retry`` and ``sleep`` observe and perform the waits between retries; ``clock`` is
+    the monotonic clock token expiry is measured on."""
+
+    def __init__(
+        self,
+        settings: OrderCloudSettings,
+        session: requests.Session | None = None,
+        *,
+        on_secret: Callable[[str], None] | None = None,
+        on_retry: Callable[[RetryNotice], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.settings = settings
         self.session = retrying_session(
             max_retries=settings.max_retries,
             backoff_factor=settings.backoff_factor,
+            backoff_jitter=settings.backoff_jitter,
             session=session,
+            on_retry=on_retry,
+            sleep=sleep,
         )
+        self._on_secret = on_secret
+        self._clock = clock
         self._token: str | None = None
-        self._token_expires_at = 0.0
+        self._token_refresh_at = 0.0
         self._token_lock = threading.Lock()
+
+    @property
+    def _timeout(self) -> tuple[float, float]:
+        return (self.settings.connect_timeout, self.settings.read_timeout)
+
+    def _send(self, method: str, path: str, url: str, **kwargs: Any) -> requests.Response:
+        """One request through the retrying session; no answer at all is a typed error."""
+        try:
+            return self.session.request(method, url, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            reason, attempts = transport_failure(exc, self.settings.max_retries)
+            errors = [{"ErrorCode": "NoAnswer", "Message": reason}]
+            raise OrderCloudUnavailable(None, method, path, errors, attempts=attempts) from exc
 
     # --- auth -------------------------------------------------------------------------
     def _fetch_token(self) -> None:
@@ -167,27 +246,44 @@ class OrderCloudClient:
             form.update(username=s.username, password=s.user_password)
         if s.client_secret:
             form["client_secret"] = s.client_secret
-        response = self.session.post(
-            s.token_url, data=form, timeout=(s.connect_timeout, s.read_timeout)
-        )
+        response = self._send("POST", "/oauth/token", s.token_url, data=form)
         if response.status_code != 200:
-            body = _json_or_none(response) or {}
+            body = _json_or_none(response)
+            body = body if isinstance(body, dict) else {}
             # Never echo the request: it carries the client secret.
             description = body.get("error_description") or body.get("error") or response.reason
-            raise OrderCloudAuthError(
+            error_class = (
+                _error_class(response.status_code)
+                if response.status_code in RETRYABLE_TOKEN_STATUSES
+                else OrderCloudAuthError
+            )
+            raise error_class(
                 response.status_code,
                 "POST",
                 "/oauth/token",
                 [{"ErrorCode": body.get("error", "TokenRequestFailed"), "Message": description}],
+                attempts=attempts_made(response),
             )
         body = response.json()
-        self._token = body["access_token"]
-        self._token_expires_at = time.monotonic() + float(body.get("expires_in", 600))
+        token = body["access_token"]
+        if self._on_secret is not None:
+            self._on_secret(token)
+        lifetime = float(body.get("expires_in", 600))
+        # A minute early, or a tenth of the lifetime for short-lived tokens.
+        margin = min(self.settings.token_refresh_margin, lifetime / 10)
+        self._token = token
+        self._token_refresh_at = self._clock() + lifetime - margin
 
-    def _bearer(self, *, force_refresh: bool = False) -> str:
+    def _bearer(self, *, stale: str | None = None) -> str:
+        """The current token, fetched when missing or about to expire, or when ``stale`` (a
+        token the API just refused) is still the current one: of many threads that saw the
+        same 401, only the first fetches a new token."""
         with self._token_lock:
-            expiring = time.monotonic() >= self._token_expires_at - TOKEN_REFRESH_MARGIN_SECONDS
-            if force_refresh or self._token is None or expiring:
+            if (
+                self._token is None
+                or self._clock() >= self._token_refresh_at
+                or (stale is not None and self._token == stale)
+            ):
                 self._fetch_token()
             assert self._token is not None
             return self._token
@@ -202,28 +298,30 @@ class OrderCloudClient:
         json: Any = None,
     ) -> Any:
         url = f"{self.settings.base_url.rstrip('/')}/v1{path}"
-        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         content_type = {} if json is None else {"Content-Type": "application/json"}
+        data = None if json is None else _json_encoder.encode(json)
+        token = self._bearer()
         response = None
         for attempt in range(2):
-            token = self._bearer(force_refresh=attempt == 1)
-            response = self.session.request(
+            response = self._send(
                 method,
+                path,
                 url,
                 params=params,
-                data=None if json is None else _json_encoder.encode(json),
+                data=data,
                 headers={"Authorization": f"Bearer {token}", **content_type},
-                timeout=timeout,
             )
             # A 401 on a token we thought valid: revoked or expired early. Refresh once.
-            if response.status_code != 401:
+            if response.status_code != 401 or attempt == 1:
                 break
+            token = self._bearer(stale=token)
         assert response is not None
         if response.status_code >= 400:
-            body = _json_or_none(response) or {}
+            body = _json_or_none(response)
             errors = body.get("Errors") if isinstance(body, dict) else None
-            error_class = _ERRORS_BY_STATUS.get(response.status_code, OrderCloudError)
-            raise error_class(response.status_code, method, path, errors or [])
+            raise _error_class(response.status_code)(
+                response.status_code, method, path, errors or [], attempts=attempts_made(response)
+            )
         if response.status_code == 204 or not response.content:
             return None
         return _json_decoder.decode(response.content)
@@ -289,6 +387,33 @@ class OrderCloudClient:
     def list_payments(self, order_id: str) -> list[dict[str, Any]]:
         path = f"/orders/{self.settings.order_direction}/{order_id}/payments"
         return list(self.iter_list(path))
+
+    # --- buyer users ----------------------------------------------------------------------
+    def _users_path(self, buyer_id: str | None) -> str:
+        buyer = buyer_id or self.settings.buyer_id
+        if not buyer:
+            raise ValueError("no buyer: set buyer_id in the OrderCloud connection's extra")
+        return f"/buyers/{buyer}/users"
+
+    def list_users(
+        self, filters: Filters | None = None, *, buyer_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Buyer users (of the connection's ``buyer_id`` unless given). Users have no
+        LastUpdated: detect changes by content or an ``xp`` timestamp."""
+        return self.iter_list(self._users_path(buyer_id), filters)
+
+    def get_user(self, user_id: str, *, buyer_id: str | None = None) -> dict[str, Any]:
+        return self.request("GET", f"{self._users_path(buyer_id)}/{user_id}")
+
+    def create_user(self, user: dict[str, Any], *, buyer_id: str | None = None) -> dict[str, Any]:
+        """Create a buyer user; give it an ``ID`` so a retry meets ``OrderCloudAlreadyExists``
+        instead of making a second user."""
+        return self.request("POST", self._users_path(buyer_id), json=user)
+
+    def patch_user(
+        self, user_id: str, patch: dict[str, Any], *, buyer_id: str | None = None
+    ) -> dict[str, Any]:
+        return self.request("PATCH", f"{self._users_path(buyer_id)}/{user_id}", json=patch)
 
     def check_credentials(self) -> None:
         """A token plus one read that needs an order role."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from stripe_sitecore.clients.erp import ERPClient
+from stripe_sitecore.clients.erp import ERPClient, ERPError
 from stripe_sitecore.clients.ordercloud import OrderCloudClient
 from stripe_sitecore.flows.common import RETRYABLE_ERRORS, RunSummary, run_each
 from stripe_sitecore.flows.order_to_cash import BACKEND, ERP_TOPIC
@@ -77,6 +77,10 @@ def drain_erp_outbox(
             )
         except RETRYABLE_ERRORS as exc:
             _failed(message, exc, store, summary, max_attempts)
+            return
+        except ERPError as exc:
+            # The ERP refused the order itself (4xx): a retry would be refused the same way.
+            _dead(message, orders[order_id], "erp.refused", str(exc), store, summary)
             return
         with store.begin() as tx:
             tx.finish_message(message.id)

@@ -185,7 +185,9 @@ def _create_payment_intent(
     key = idempotency_key(
         "create_payment_intent", f"{BACKEND}:{order['ID']}", order.get("DateSubmitted") or "v1"
     )
-    payment_intent = stripe_gateway.create_payment_intent(params, key=key)
+    payment_intent = stripe_gateway.create_payment_intent(
+        params, key=key, look_up_after=_submitted_at(order)
+    )
     with store.begin() as tx:
         tx.link_order(
             backend=BACKEND,
@@ -204,6 +206,14 @@ def _create_payment_intent(
         payment_intent["currency"],
     )
     summary.created += 1
+
+
+def _submitted_at(order: dict[str, Any]) -> datetime | None:
+    """When the create key was first sent at the earliest; past 24 h Stripe may forget it."""
+    submitted = order.get("DateSubmitted")
+    if not submitted:
+        return None
+    return datetime.fromisoformat(str(submitted).replace("Z", "+00:00"))
 
 
 def _update_linked_order(

@@ -23,7 +23,9 @@ def world(clean_sandbox, state_db_url):
     store = StateStore.from_url(state_db_url)
     store.migrate()
     gateway = StripeGateway(
-        StripeSettings(api_key=STRIPE_TEST_KEY, api_base=clean_sandbox.stripe_url)
+        StripeSettings(
+            api_key=STRIPE_TEST_KEY, api_base=clean_sandbox.stripe_url, requests_per_second=1000
+        )
     )
     ordercloud = OrderCloudClient(
         OrderCloudSettings(
