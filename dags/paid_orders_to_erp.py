@@ -16,7 +16,13 @@ Connections: `erp_default`, `ordercloud_default`, `stripe_sitecore_state` (optio
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
-from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START_DATE
+from stripe_sitecore.dag_defaults import (
+    DEFAULT_ARGS,
+    EVERY_FIVE_MINUTES,
+    FIVE_MINUTE_DEADLINE,
+    START_DATE,
+)
+from stripe_sitecore.pools import ERP_API
 
 
 @dag(
@@ -28,9 +34,10 @@ from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START
     default_args=DEFAULT_ARGS,
     tags=["erp", "ordercloud", "order-to-cash"],
     doc_md=__doc__,
+    deadline=FIVE_MINUTE_DEADLINE,
 )
 def paid_orders_to_erp():
-    @task
+    @task(pool=ERP_API)
     def send_paid_orders_to_erp() -> dict[str, int]:
         """Deliver pending outbox messages to the ERP; returns the run summary."""
         from airflow.sdk import get_current_context

@@ -18,7 +18,13 @@ Connections: `ordercloud_default`, `stripe_default`, `stripe_sitecore_state` (op
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START_DATE
+from stripe_sitecore.dag_defaults import (
+    DEFAULT_ARGS,
+    EVERY_FIVE_MINUTES,
+    FIVE_MINUTE_DEADLINE,
+    START_DATE,
+)
+from stripe_sitecore.pools import STRIPE_API
 
 
 @dag(
@@ -30,16 +36,28 @@ from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START
     default_args=DEFAULT_ARGS,
     tags=["stripe", "ordercloud", "order-to-cash"],
     doc_md=__doc__,
+    deadline=FIVE_MINUTE_DEADLINE,
 )
 def sitecore_orders_to_stripe():
-    @task
+    @task(pool=STRIPE_API)
     def push_orders_to_stripe() -> dict[str, int]:
         """Create PaymentIntents for the interval's new orders; returns the run summary."""
         from stripe_sitecore.runtime import orders_to_stripe
 
         return orders_to_stripe(get_current_context())
 
+    @task
+    def check_health() -> dict:
+        """Alert on dead letters piling up or a stream that stopped advancing.
+
+        Beside the sync task, not after it: it runs whatever the sync does, and the run's state
+        stays the sync's."""
+        from stripe_sitecore.alerting.checks import run_health_checks
+
+        return run_health_checks()
+
     push_orders_to_stripe()
+    check_health()
 
 
 sitecore_orders_to_stripe()

@@ -18,7 +18,13 @@ Duplicate and out-of-order events change nothing. Connections: `stripe_default`,
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START_DATE
+from stripe_sitecore.dag_defaults import (
+    DEFAULT_ARGS,
+    EVERY_FIVE_MINUTES,
+    FIVE_MINUTE_DEADLINE,
+    START_DATE,
+)
+from stripe_sitecore.pools import STRIPE_API
 
 
 @dag(
@@ -30,16 +36,28 @@ from stripe_sitecore.dag_defaults import DEFAULT_ARGS, EVERY_FIVE_MINUTES, START
     default_args=DEFAULT_ARGS,
     tags=["stripe", "ordercloud", "order-to-cash"],
     doc_md=__doc__,
+    deadline=FIVE_MINUTE_DEADLINE,
 )
 def stripe_events_to_sitecore():
-    @task
+    @task(pool=STRIPE_API)
     def apply_payment_events() -> dict[str, int]:
         """Move orders forward from the interval's Stripe payment events; returns the summary."""
         from stripe_sitecore.runtime import stripe_events_to_sitecore as run
 
         return run(get_current_context())
 
+    @task
+    def check_health() -> dict:
+        """Alert on dead letters piling up or a stream that stopped advancing.
+
+        Beside the sync task, not after it: it runs whatever the sync does, and the run's state
+        stays the sync's."""
+        from stripe_sitecore.alerting.checks import run_health_checks
+
+        return run_health_checks()
+
     apply_payment_events()
+    check_health()
 
 
 stripe_events_to_sitecore()

@@ -58,6 +58,10 @@ airflow db migrate >"$AIRFLOW_HOME/logs/db-migrate.log" 2>&1 || {
   tail -n 40 "$AIRFLOW_HOME/logs/db-migrate.log"; exit 1; }
 echo "==> migrating the integration's state database"
 python -m stripe_sitecore.store migrate
+echo "==> creating the pools (include/stripe_sitecore/pools.py)"
+python -m stripe_sitecore.pools >"$AIRFLOW_HOME/pools.json"
+airflow pools import "$AIRFLOW_HOME/pools.json" >"$AIRFLOW_HOME/logs/pools.log" 2>&1 || {
+  tail -n 40 "$AIRFLOW_HOME/logs/pools.log"; exit 1; }
 
 echo "==> starting the sandbox: Stripe :$STRIPE_PORT, OrderCloud :$ORDERCLOUD_PORT, ERP :$ERP_PORT"
 setsid python -m sandbox --host "$SANDBOX_HOST" --stripe-port "$STRIPE_PORT" \

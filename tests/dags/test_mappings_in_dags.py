@@ -91,7 +91,7 @@ def test_a_broken_mapping_fails_the_task_with_the_file_and_line_not_the_parse(
         {**env, "STRIPE_SITECORE_MAPPINGS_DIR": str(broken)},
     )
 
-    assert result.task_states == {"push_orders_to_stripe": "failed"}
+    assert result.task_states["push_orders_to_stripe"] == "failed"
     output = capfd.readouterr()
     log = output.out + output.err
     assert "ordercloud_order_to_payment_intent.yaml:" in log

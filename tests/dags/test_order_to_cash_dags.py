@@ -110,7 +110,8 @@ def test_every_path_through_real_dag_runs_ends_in_the_right_state_on_all_three_s
         ]
         results.append(run_dag("paid_orders_to_erp", LOGICAL_DATE, env))
         assert [r.state for r in results] == ["success"] * 3, [r.task_states for r in results]
-        return [next(iter(r.returns.values())) for r in results]
+        sync_tasks = ["push_orders_to_stripe", "apply_payment_events", "send_paid_orders_to_erp"]
+        return [r.returns[task] for r, task in zip(results, sync_tasks, strict=True)]
 
     run_all()
     pis = {pi.metadata["sitecore_order_id"]: pi for pi in client.v1.payment_intents.list().data}

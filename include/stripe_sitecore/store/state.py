@@ -7,7 +7,7 @@ Work that must be atomic (the ledger update and its outbox row) shares one ``Sta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +61,32 @@ class OutboxMessage:
     payload: dict[str, Any]
     status: str
     attempts: int
+
+
+# open: waiting for a fix; resolved: went through (replay or by hand); superseded: replayed and
+# now fails another rule, whose own dead letter carries on.
+DEAD_LETTER_STATUSES = ("open", "resolved", "superseded")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    source: str
+    record_key: str
+    record: dict[str, Any]
+    rule: str
+    reason: str
+    first_seen: datetime
+    last_seen: datetime
+    attempts: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Cursor:
+    stream: str
+    position: str
+    updated_at: datetime
 
 
 def _insert(conn: sa.Connection, table: sa.Table):
@@ -274,6 +300,185 @@ class StateTx:
             query = query.where(t.c.source == source)
         return [dict(row._mapping) for row in self.conn.execute(query)]
 
+    # --- dead letters: inspection and replay (stripe_sitecore.dead_letters) ---------------
+    def list_dead_letters(
+        self,
+        *,
+        source: str | None = None,
+        rule: str | None = None,
+        status: str | None = "open",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        ids: Iterable[int] | None = None,
+        record_keys: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        """Dead letters matching every filter given, oldest first; ``status=None`` means any.
+
+        ``since`` and ``until`` bound ``last_seen``, the last time the record failed: ``[since,
+        until)``.
+        """
+        t = models.dead_letters
+        query = sa.select(t).order_by(t.c.id)
+        for column, value in ((t.c.source, source), (t.c.rule, rule), (t.c.status, status)):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(t.c.last_seen >= since)
+        if until is not None:
+            query = query.where(t.c.last_seen < until)
+        if ids is not None:
+            query = query.where(t.c.id.in_(list(ids)))
+        if record_keys is not None:
+            query = query.where(t.c.record_key.in_(list(record_keys)))
+        if limit is not None:
+            query = query.limit(limit)
+        return [DeadLetter(**row._mapping) for row in self.conn.execute(query)]
+
+    def get_dead_letter(self, dead_letter_id: int) -> DeadLetter | None:
+        t = models.dead_letters
+        row = self.conn.execute(sa.select(t).where(t.c.id == dead_letter_id)).one_or_none()
+        return DeadLetter(**row._mapping) if row else None
+
+    def count_open_dead_letters(self) -> dict[str, int]:
+        """Open dead letters per source."""
+        t = models.dead_letters
+        rows = self.conn.execute(
+            sa.select(t.c.source, sa.func.count()).where(t.c.status == "open").group_by(t.c.source)
+        )
+        return {source: count for source, count in rows}
+
+    def set_dead_letter_status(self, ids: Iterable[int], status: str) -> int:
+        """Close (``resolved``, ``superseded``) or reopen (``open``) dead letters; returns rows."""
+        if status not in DEAD_LETTER_STATUSES:
+            raise ValueError(f"dead letter status {status!r} not in {DEAD_LETTER_STATUSES}")
+        t = models.dead_letters
+        ids = list(ids)
+        if not ids:
+            return 0
+        result = self.conn.execute(
+            sa.update(t).where(t.c.id.in_(ids)).values(status=status, last_seen=utcnow())
+        )
+        return result.rowcount
+
+    def record_dead_letter_attempt(self, dead_letter_id: int, reason: str) -> None:
+        """A replay that failed again without re-quarantining: bump attempts, keep it open."""
+        t = models.dead_letters
+        self.conn.execute(
+            sa.update(t)
+            .where(t.c.id == dead_letter_id)
+            .values(
+                reason=reason,
+                attempts=t.c.attempts + 1,
+                last_seen=utcnow(),
+                status="open",
+            )
+        )
+
+    # --- cursors, listed (alerting.checks) ----------------------------------------------
+    def list_cursors(self) -> list[Cursor]:
+        t = models.sync_cursors
+        rows = self.conn.execute(sa.select(t).order_by(t.c.stream))
+        return [Cursor(**row._mapping) for row in rows]
+
+    def delete_cursor(self, stream: str) -> None:
+        t = models.sync_cursors
+        self.conn.execute(sa.delete(t).where(t.c.stream == stream))
+
+    # --- customer links (flows.customers) -------------------------------------------------
+    def get_customer_link(self, backend: str, user_id: str) -> CustomerLink | None:
+        t = models.customer_links
+        row = self.conn.execute(
+            sa.select(t).where(t.c.backend == backend, t.c.user_id == user_id)
+        ).one_or_none()
+        return CustomerLink(**row._mapping) if row else None
+
+    def get_customer_link_by_customer(self, stripe_customer_id: str) -> CustomerLink | None:
+        t = models.customer_links
+        row = self.conn.execute(
+            sa.select(t).where(t.c.stripe_customer_id == stripe_customer_id)
+        ).one_or_none()
+        return CustomerLink(**row._mapping) if row else None
+
+    def list_customer_links(self, backend: str) -> list[CustomerLink]:
+        t = models.customer_links
+        rows = self.conn.execute(sa.select(t).where(t.c.backend == backend).order_by(t.c.user_id))
+        return [CustomerLink(**row._mapping) for row in rows]
+
+    def link_customer(
+        self,
+        *,
+        backend: str,
+        user_id: str,
+        stripe_customer_id: str,
+        sitecore_hashes: dict[str, str] | None = None,
+        stripe_hashes: dict[str, str] | None = None,
+        content_hash: str | None = None,
+        buyer_id: str | None = None,
+    ) -> CustomerLink:
+        """Link a user to a customer, active; relinking to another customer (or reviving an
+        inactive link) replaces the hashes, so the next sync compares both sides afresh."""
+        t = models.customer_links
+        now = utcnow()
+        values = {
+            "stripe_customer_id": stripe_customer_id,
+            "content_hash": content_hash,
+            "status": "active",
+            "status_reason": None,
+            "sitecore_hashes": sitecore_hashes,
+            "stripe_hashes": stripe_hashes,
+            "synced_at": now if sitecore_hashes is not None else None,
+            "updated_at": now,
+        }
+        stmt = _insert(self.conn, t).values(
+            backend=backend, user_id=user_id, buyer_id=buyer_id, created_at=now, **values
+        )
+        # A relink that does not know the buyer keeps the one on record.
+        values["buyer_id"] = sa.func.coalesce(stmt.excluded.buyer_id, t.c.buyer_id)
+        stmt = stmt.on_conflict_do_update(index_elements=[t.c.backend, t.c.user_id], set_=values)
+        self.conn.execute(stmt)
+        link = self.get_customer_link(backend, user_id)
+        assert link is not None
+        return link
+
+    def record_customer_sync(
+        self,
+        backend: str,
+        user_id: str,
+        *,
+        sitecore_hashes: dict[str, str],
+        stripe_hashes: dict[str, str],
+        content_hash: str,
+        buyer_id: str | None = None,
+    ) -> None:
+        """Both sides as they are now that the pair is in step."""
+        t = models.customer_links
+        now = utcnow()
+        self.conn.execute(
+            sa.update(t)
+            .where(t.c.backend == backend, t.c.user_id == user_id)
+            .values(
+                sitecore_hashes=sitecore_hashes,
+                stripe_hashes=stripe_hashes,
+                content_hash=content_hash,
+                buyer_id=sa.func.coalesce(buyer_id, t.c.buyer_id),
+                synced_at=now,
+                updated_at=now,
+            )
+        )
+
+    def set_customer_link_status(
+        self, backend: str, user_id: str, status: str, reason: str | None = None
+    ) -> None:
+        if status not in CUSTOMER_LINK_STATUSES:
+            raise ValueError(f"customer link status {status!r} not in {CUSTOMER_LINK_STATUSES}")
+        t = models.customer_links
+        self.conn.execute(
+            sa.update(t)
+            .where(t.c.backend == backend, t.c.user_id == user_id)
+            .values(status=status, status_reason=reason, updated_at=utcnow())
+        )
+
 
 class StateStore:
     """The integration's state database: an engine plus migrations and transactions."""
@@ -328,3 +533,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+# active: kept in step; deactivated: one side was deactivated or deleted and the other side was
+# told (a reactivated Sitecore user makes it active again); unlinked: no longer synced, kept as a
+# tombstone so the sync does not pair the two again on its own.
+CUSTOMER_LINK_STATUSES = ("active", "deactivated", "unlinked")
+
+
+@dataclass(frozen=True)
+class CustomerLink:
+    backend: str
+    user_id: str
+    stripe_customer_id: str
+    content_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+    status: str
+    status_reason: str | None
+    buyer_id: str | None
+    sitecore_hashes: dict[str, str] | None
+    stripe_hashes: dict[str, str] | None
+    synced_at: datetime | None

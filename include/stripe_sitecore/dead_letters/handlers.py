@@ -1,0 +1,67 @@
+"""Replay handlers, one per dead-letter source (registered in ``registry.py``).
+
+Each re-reads the record from its system of record, so a fix made there (an address corrected in
+OrderCloud) is picked up, and sends it through the flow's own entry point, so a fix made in the
+mapping or the code is too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from stripe_sitecore.dead_letters.replay import Outcome, ReplayContext
+from stripe_sitecore.store.state import DeadLetter, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def replay_ordercloud_orders(
+    letters: list[DeadLetter], ctx: ReplayContext
+) -> Mapping[int, Outcome]:
+    """``ordercloud.orders``: fetch each order by id and push it with ``push_orders``."""
+    from stripe_sitecore.clients.ordercloud import OrderCloudNotFound
+    from stripe_sitecore.flows import order_to_cash
+    from stripe_sitecore.flows.common import RETRYABLE_ERRORS
+
+    started = utcnow()
+    outcomes: dict[int, Outcome] = {}
+    orders = {}
+    for key in sorted({letter.record_key for letter in letters}):
+        try:
+            orders[key] = ctx.ordercloud.get_order(key)
+        except OrderCloudNotFound:
+            gone = Outcome("failed", f"order {key} not found in OrderCloud")
+            outcomes.update({letter.id: gone for letter in letters if letter.record_key == key})
+        except RETRYABLE_ERRORS as exc:
+            error = Outcome("failed", f"reading order {key}: {exc}", retryable=True)
+            outcomes.update({letter.id: error for letter in letters if letter.record_key == key})
+
+    summary = order_to_cash.push_orders(
+        list(orders.values()), ctx.ordercloud, ctx.stripe, ctx.store
+    )
+    # push_orders reports a record's retryable failure as "order <id>: <error>".
+    failures = {}
+    for failure in summary.failures:
+        what, _, error = failure.partition(": ")
+        failures[what.removeprefix("order ")] = error
+
+    with ctx.store.begin() as tx:
+        for letter in letters:
+            if letter.id in outcomes:
+                continue
+            again = tx.list_dead_letters(
+                source=letter.source, record_keys=[letter.record_key], since=started
+            )
+            same = [d for d in again if d.rule == letter.rule]
+            if same:
+                outcomes[letter.id] = Outcome("requarantined", same[0].reason)
+            elif again:
+                new = ", ".join(f"{d.rule} (dead letter {d.id})" for d in again)
+                outcomes[letter.id] = Outcome("superseded", f"now fails {new}")
+            elif letter.record_key in failures:
+                error = failures[letter.record_key]
+                outcomes[letter.id] = Outcome("failed", error, retryable=True)
+            else:
+                outcomes[letter.id] = Outcome("resolved")
+    return outcomes
