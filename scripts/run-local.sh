@@ -28,7 +28,8 @@ if [ -z "${AIRFLOW_CONN_STRIPE_DEFAULT:-}" ]; then
 fi
 if [ -z "${AIRFLOW_CONN_ORDERCLOUD_DEFAULT:-}" ]; then
   AIRFLOW_CONN_ORDERCLOUD_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ORDERCLOUD_PORT")\",
-    \"login\": \"sandbox-client\", \"password\": \"sandbox-secret-not-real\"}"
+    \"login\": \"sandbox-client\", \"password\": \"sandbox-secret-not-real\",
+    \"extra\": {\"buyer_id\": \"sandbox-buyer\"}}"
 fi
 if [ -z "${AIRFLOW_CONN_ERP_DEFAULT:-}" ]; then
   AIRFLOW_CONN_ERP_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ERP_PORT")\",

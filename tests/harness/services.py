@@ -110,7 +110,7 @@ def connection_env(sandbox: Sandbox, state_db_url: str | None = None) -> dict[st
                 "host": sandbox.ordercloud_url,
                 "login": ORDERCLOUD_CLIENT_ID,
                 "password": ORDERCLOUD_CLIENT_SECRET,
-                "extra": {"grant_type": "client_credentials"},
+                "extra": {"grant_type": "client_credentials", "buyer_id": "sandbox-buyer"},
             }
         ),
         "AIRFLOW_CONN_ERP_DEFAULT": json.dumps(

@@ -181,6 +181,9 @@ def _create_payment_intent(
     store: StateStore,
     summary: RunSummary,
 ) -> None:
+    customer_id = _stripe_customer(order, stripe_gateway, store)
+    if customer_id:
+        params = {**params, "customer": customer_id}
     # The key survives task retries: same order, same submission, same PaymentIntent.
     key = idempotency_key(
         "create_payment_intent", f"{BACKEND}:{order['ID']}", order.get("DateSubmitted") or "v1"
@@ -206,6 +209,23 @@ def _create_payment_intent(
         payment_intent["currency"],
     )
     summary.created += 1
+
+
+def _stripe_customer(
+    order: dict[str, Any], stripe_gateway: StripeGateway, store: StateStore
+) -> str | None:
+    """The buyer's linked Stripe customer, found by exact email or created; None if the user
+    cannot be mapped (the payment goes on without a customer rather than not at all)."""
+    from stripe_sitecore.flows.customers import CustomerNotMappable, ensure_stripe_customer
+
+    user = order.get("FromUser")
+    if not user or not user.get("ID"):
+        return None
+    try:
+        return ensure_stripe_customer(user, stripe_gateway, store)
+    except CustomerNotMappable as exc:
+        log.warning("order %s: no Stripe customer for user %s: %s", order["ID"], user["ID"], exc)
+        return None
 
 
 def _submitted_at(order: dict[str, Any]) -> datetime | None:

@@ -64,6 +64,7 @@ EXPECTED_ITEMS = {
     ("charge", "o-disputed", "matched"),
     ("charge", "o-ghost", "orphan_charge"),
     ("charge", None, "orphan_charge"),
+    ("charge", "o-linked-only", "matched"),
     ("charge", "o-efw", "matched"),
     ("charge", "o-card-country", "matched"),
     ("charge", "o-ship-country", "matched"),
@@ -320,6 +321,7 @@ class Scenario:
         charge_amount: int | None = None,
         charge_currency: str | None = None,
         sitecore_records_payment: bool = True,
+        with_metadata: bool = True,
     ) -> None:
         """An order that went the normal way: submitted, PaymentIntent, paid, recorded."""
         self.seed_order(
@@ -333,12 +335,13 @@ class Scenario:
         amount = charge_amount if charge_amount is not None else to_minor_units(total, currency)
         pi_currency = (charge_currency or currency).lower()
         self.payment_intent(
-            order_id,
+            order_id if with_metadata else None,
             amount,
             pi_currency,
             paid_at - timedelta(minutes=4),
             email=email,
             shipping_country=shipping_country,
+            label=order_id,
         )
         self.clock(paid_at - timedelta(minutes=4))
         self.ordercloud.patch_order(
@@ -405,6 +408,8 @@ def build(sandbox) -> Scenario:
     when = next(slot)
     s.payment_intent(None, 999, "usd", when - timedelta(minutes=4), label="no-metadata")
     s.confirm("no-metadata", [VISA], when)
+    # Created without our metadata (by hand, say) but linked in our ledger: matched by the link.
+    s.paid_order("o-linked-only", "33.00", "USD", next(slot), with_metadata=False)
     s.paid_order("o-efw", "35.00", "USD", next(slot))
     s.paid_order("o-card-country", "55.00", "USD", next(slot), billing_country="GB")
     s.paid_order("o-ship-country", "65.00", "USD", next(slot), shipping_country="CA")

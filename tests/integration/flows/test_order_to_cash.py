@@ -55,6 +55,11 @@ def test_orders_become_exact_payment_intents_once_and_bad_amounts_are_quarantine
         "o-kwd": (12350, "kwd"),
     }
     assert by_order["o-usd"]["receipt_email"] == "o-usd@example.com"
+    customer = gateway.retrieve_customer(by_order["o-usd"]["customer"])
+    assert customer["email"] == "o-usd@example.com"
+    with store.begin() as tx:
+        link = tx.get_customer_link("ordercloud", "user-o-usd")
+    assert link.stripe_customer_id == customer["id"]
     for order_id, pi in by_order.items():
         xp = ordercloud.get_order(order_id)["xp"]
         assert xp == {"PaymentStatus": "AwaitingPayment", "StripePaymentIntentID": pi["id"]}
