@@ -279,12 +279,12 @@ def test_idempotency_keys_expire_after_24_hours(stripe_client, sim):
 
 
 def test_bad_or_missing_api_key_is_401(sim):
-    live = stripe.StripeClient("sk_live_0123456789abcdef", base_addresses={"api": sim.stripe_url})
+    live = stripe.StripeClient("sk_live_fake_not_real_cdef", base_addresses={"api": sim.stripe_url})
     with pytest.raises(stripe.AuthenticationError) as rejected:
         live.v1.customers.list()
     assert rejected.value.http_status == 401
     # Stripe keeps the key's length, showing only its first 8 and last 4 characters.
-    assert rejected.value.user_message == "Invalid API Key provided: sk_live_************cdef"
+    assert rejected.value.user_message == "Invalid API Key provided: sk_live_**************cdef"
 
     anonymous = httpx.get(f"{sim.stripe_url}/v1/customers")
     assert anonymous.status_code == 401
