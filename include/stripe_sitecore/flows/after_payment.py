@@ -16,7 +16,7 @@ from typing import Any
 
 from stripe_sitecore.clients.ordercloud import OrderCloudClient
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
-from stripe_sitecore.flows.common import RunSummary
+from stripe_sitecore.flows.common import BACKEND, RunSummary
 from stripe_sitecore.mapping import Mapping, load_mapping
 from stripe_sitecore.mapping.paths import Path
 from stripe_sitecore.money import from_minor_units
@@ -25,7 +25,6 @@ from stripe_sitecore.validation import jsonable, quarantine_failures, validate_b
 
 log = logging.getLogger(__name__)
 
-BACKEND = "ordercloud"
 SOURCE_REFUNDS = "ordercloud.refund_requests"
 REFUND_MAPPING = "ordercloud_refund_request_to_stripe_refund"
 CANCEL_REQUEST_ID = "order-canceled"

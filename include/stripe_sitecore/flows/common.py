@@ -16,6 +16,9 @@ from stripe_sitecore.clients.ordercloud import OrderCloudError
 
 log = logging.getLogger(__name__)
 
+# The Sitecore backend the flows serve; links, idempotency keys and metadata carry it.
+BACKEND = "ordercloud"
+
 # Errors a task retry may cure: the batch goes on without the record and the task fails at the end.
 RETRYABLE_ERRORS = (OrderCloudError, requests.RequestException, stripe.StripeError)
 # Concurrent API calls per task: well under Stripe's test-mode 25 requests/s with the budget.

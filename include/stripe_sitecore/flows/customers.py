@@ -41,7 +41,7 @@ from stripe_sitecore.clients.stripe_gateway import (
     StripeGateway,
     idempotency_key,
 )
-from stripe_sitecore.flows.common import RunSummary, Window, run_each
+from stripe_sitecore.flows.common import BACKEND, RunSummary, Window, run_each
 from stripe_sitecore.mapping import Mapping, MappingError, MappingResult, Problem, load_mapping
 from stripe_sitecore.mapping.address import clean
 from stripe_sitecore.mapping.paths import Path, is_missing
@@ -50,7 +50,6 @@ from stripe_sitecore.validation import jsonable, quarantine_failures, validate_b
 
 log = logging.getLogger(__name__)
 
-BACKEND = "ordercloud"
 SOURCE_USERS = "ordercloud.users"
 SOURCE_CUSTOMERS = "stripe.customers"
 USER_MAPPING = "ordercloud_user_to_stripe_customer"

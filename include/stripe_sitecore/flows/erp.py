@@ -12,8 +12,8 @@ from typing import Any
 
 from stripe_sitecore.clients.erp import ERPClient, ERPError
 from stripe_sitecore.clients.ordercloud import OrderCloudClient
-from stripe_sitecore.flows.common import RETRYABLE_ERRORS, RunSummary, run_each
-from stripe_sitecore.flows.order_to_cash import BACKEND, ERP_TOPIC
+from stripe_sitecore.flows.common import BACKEND, RETRYABLE_ERRORS, RunSummary, run_each
+from stripe_sitecore.flows.order_to_cash import ERP_TOPIC
 from stripe_sitecore.mapping import load_mapping
 from stripe_sitecore.store.state import OutboxMessage, StateStore
 from stripe_sitecore.validation import jsonable, validate_batch

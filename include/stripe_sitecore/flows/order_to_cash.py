@@ -16,7 +16,7 @@ from typing import Any
 from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
 from stripe_sitecore.flows import after_payment
-from stripe_sitecore.flows.common import RunSummary, Window, run_each
+from stripe_sitecore.flows.common import BACKEND, RunSummary, Window, run_each
 from stripe_sitecore.mapping import Mapping, MappingResult, load_mapping
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.store.state import ORDER_STATE_RANK, OrderLink, StateStore
@@ -24,7 +24,6 @@ from stripe_sitecore.validation import jsonable, quarantine_failures, validate_b
 
 log = logging.getLogger(__name__)
 
-BACKEND = "ordercloud"
 SOURCE_ORDERS = "ordercloud.orders"
 SOURCE_PAYMENTS = "stripe.payment_intents"
 SOURCE_STRIPE_EVENTS = "stripe.events"
