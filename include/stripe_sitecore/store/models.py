@@ -347,3 +347,21 @@ customer_links.append_column(sa.Column("buyer_id", sa.String(100)))
 customer_links.append_column(sa.Column("sitecore_hashes", sa.JSON))
 customer_links.append_column(sa.Column("stripe_hashes", sa.JSON))
 customer_links.append_column(sa.Column("synced_at", UTCDateTime))
+
+
+# --- webhook inbox (migration 0004): signed webhook deliveries, kept as hints for the polls -------
+# One row per event id however often it is delivered. The body is what the sender signed, minus
+# anything secret (OrderCloud's UserToken); the flows re-read the objects it names.
+webhook_inbox = sa.Table(
+    "webhook_inbox",
+    metadata,
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("source", sa.String(50), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("event_created", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("object_id", sa.String(255)),
+    sa.Column("payment_intent_id", sa.String(255)),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Index("ix_webhook_inbox_source_event_created", "source", "event_created"),
+)

@@ -151,6 +151,60 @@ class StateTx:
         )
         return self.conn.execute(stmt).rowcount == 1
 
+    # --- webhook inbox (stripe_sitecore.webhooks) -------------------------------------------
+    def add_to_inbox(
+        self,
+        *,
+        event_id: str,
+        source: str,
+        event_type: str,
+        event_created: datetime,
+        body: dict[str, Any],
+        object_id: str | None = None,
+        payment_intent_id: str | None = None,
+    ) -> bool:
+        """Keep a webhook delivery once per event id; False if the event was already there."""
+        t = models.webhook_inbox
+        stmt = (
+            _insert(self.conn, t)
+            .values(
+                event_id=event_id,
+                source=source,
+                event_type=event_type,
+                event_created=event_created,
+                received_at=utcnow(),
+                object_id=object_id,
+                payment_intent_id=payment_intent_id,
+                body=body,
+            )
+            .on_conflict_do_nothing(index_elements=[t.c.event_id])
+        )
+        return self.conn.execute(stmt).rowcount == 1
+
+    def inbox_events(
+        self, source: str, created_gte: datetime, created_lt: datetime
+    ) -> list[dict[str, Any]]:
+        """Bodies of the source's inbox events created in ``[created_gte, created_lt)``, oldest
+        first."""
+        t = models.webhook_inbox
+        rows = self.conn.scalars(
+            sa.select(t.c.body)
+            .where(
+                t.c.source == source,
+                t.c.event_created >= created_gte,
+                t.c.event_created < created_lt,
+            )
+            .order_by(t.c.event_created, t.c.event_id)
+        )
+        return list(rows)
+
+    def count_inbox(self, source: str | None = None) -> int:
+        t = models.webhook_inbox
+        query = sa.select(sa.func.count()).select_from(t)
+        if source is not None:
+            query = query.where(t.c.source == source)
+        return self.conn.scalar(query) or 0
+
     # --- order links ------------------------------------------------------------------
     def get_order_link(self, backend: str, order_id: str) -> OrderLink | None:
         t = models.order_links

@@ -130,3 +130,31 @@ def test_ledger_and_outbox_commit_or_roll_back_together(store):
     with store.begin() as tx:
         assert tx.get_order_link("ordercloud", "o1") is None
         assert tx.pending_messages("erp.orders") == []
+
+
+def test_webhook_inbox_keeps_one_row_per_event_and_reads_a_half_open_window(store):
+    at = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+    def add(event_id, created, source="stripe", body=None):
+        return tx.add_to_inbox(
+            event_id=event_id,
+            source=source,
+            event_type="payment_intent.succeeded",
+            event_created=created,
+            body=body or {"id": event_id},
+            object_id="pi_1",
+            payment_intent_id="pi_1",
+        )
+
+    with store.begin() as tx:
+        assert [add("evt_a", at) for _ in range(3)] == [True, False, False]
+        add("evt_a", at, body={"id": "evt_a", "changed": True})  # the first body stays
+        add("evt_before", at.replace(hour=9))
+        add("evt_end", at.replace(hour=11))
+        add("evt_b", at.replace(minute=30))
+        add("oc_1", at.replace(minute=1), source="ordercloud")
+    with store.begin() as tx:
+        window = tx.inbox_events("stripe", at, at.replace(hour=11))
+        assert window == [{"id": "evt_a"}, {"id": "evt_b"}]
+        assert tx.count_inbox() == 5
+        assert tx.count_inbox("ordercloud") == 1
