@@ -21,6 +21,7 @@ from stripe_sitecore.mapping import Mapping, MappingResult, load_mapping
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.store.state import ORDER_STATE_RANK, OrderLink, StateStore
 from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
+from stripe_sitecore.webhooks.events import SOURCE_STRIPE as WEBHOOK_SOURCE_STRIPE
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,13 @@ def _apply_events(
             created_gte=window.read_from, created_lt=window.end, types=PAYMENT_EVENT_TYPES
         )
     }
+    # Webhook deliveries of the same window are hints: an event the list did not return yet
+    # (index lag) is handled now. The polled copy wins; the PaymentIntent is re-read either way.
+    with store.begin() as tx:
+        hinted = tx.inbox_events(WEBHOOK_SOURCE_STRIPE, window.read_from, window.end)
+    for event in hinted:
+        if event["type"] in PAYMENT_EVENT_TYPES:
+            events.setdefault(event["id"], event)
     summary.read = len(events)
     with store.begin() as tx:
         done = tx.processed_event_ids(list(events))

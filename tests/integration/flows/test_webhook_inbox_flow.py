@@ -1,0 +1,136 @@
+"""Webhook deliveries as hints to the events flow: through the real receiver app into the
+inbox, then ``apply_stripe_events`` against the simulators and a real state database."""
+
+import json
+
+import stripe
+from fastapi.testclient import TestClient
+
+from stripe_sitecore.flows.order_to_cash import (
+    ERP_TOPIC,
+    PAYMENT_EVENT_TYPES,
+    apply_stripe_events,
+    sync_orders_to_stripe,
+)
+from stripe_sitecore.webhooks.app import WebhookSecrets, create_app
+from tests.harness.services import seed_order
+from tests.integration.flows.test_order_to_cash import (
+    all_payment_intents,
+    events_window,
+    orders_window,
+)
+
+WEBHOOK_SECRET = "whsec_test_fake_flow_0000000000"
+
+
+class ListLag:
+    """The gateway, with Stripe's event list not showing the window's events yet."""
+
+    def __init__(self, gateway):
+        self._gateway = gateway
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def iter_events(self, **_):
+        return iter(())
+
+
+def paid_order(sandbox, gateway, ordercloud, store, order_id):
+    seed_order(sandbox, order_id, "42.50", "EUR")
+    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    [pi] = [
+        p for p in all_payment_intents(gateway) if p["metadata"]["sitecore_order_id"] == order_id
+    ]
+    gateway.client.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
+    return pi["id"]
+
+
+def deliver_window_events_by_webhook(gateway, store, copies=1):
+    """What Stripe would POST: the window's events, signed, into the receiver."""
+    window = events_window()
+    events = list(
+        gateway.iter_events(
+            created_gte=window.read_from, created_lt=window.end, types=PAYMENT_EVENT_TYPES
+        )
+    )
+    assert events
+    client = TestClient(
+        create_app(lambda: WebhookSecrets(stripe_webhook_secret=WEBHOOK_SECRET), lambda: store)
+    )
+    answers = []
+    for event in events:
+        body = json.dumps(event)
+        for _ in range(copies):
+            header = stripe.WebhookSignature.generate_signature_header(body, WEBHOOK_SECRET)
+            response = client.post("/stripe", content=body, headers={"Stripe-Signature": header})
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+    return events, answers
+
+
+def test_an_event_only_in_the_webhook_inbox_still_marks_the_order_paid(world):
+    sandbox, gateway, ordercloud, store = world
+    pi_id = paid_order(sandbox, gateway, ordercloud, store, "o-hinted")
+    deliver_window_events_by_webhook(gateway, store)
+
+    summary = apply_stripe_events(ListLag(gateway), ordercloud, store, events_window())
+
+    assert (summary.created, summary.failed) == (1, 0), summary
+    order = ordercloud.get_order("o-hinted")
+    assert order["xp"]["PaymentStatus"] == "Paid"
+    assert [p["ID"] for p in ordercloud.list_payments("o-hinted")] == [pi_id]
+    with store.begin() as tx:
+        assert tx.get_order_link("ordercloud", "o-hinted").state == "paid"
+        assert len(tx.pending_messages(ERP_TOPIC)) == 1
+
+    # The list catches up: its events are already in the ledger.
+    again = apply_stripe_events(gateway, ordercloud, store, events_window())
+    assert (again.created, again.updated, again.failed) == (0, 0, 0)
+    assert len(ordercloud.list_payments("o-hinted")) == 1
+
+
+def test_a_webhook_and_a_poll_of_the_same_event_apply_once(world):
+    sandbox, gateway, ordercloud, store = world
+    paid_order(sandbox, gateway, ordercloud, store, "o-both")
+    events, answers = deliver_window_events_by_webhook(gateway, store, copies=3)
+    assert [a["duplicate"] for a in answers] == [False, True, True] * len(events)
+
+    summary = apply_stripe_events(gateway, ordercloud, store, events_window())
+
+    assert summary.read == len(events)  # the inbox copies are the same events, not more
+    assert (summary.created, summary.failed) == (1, 0), summary
+    assert len(ordercloud.list_payments("o-both")) == 1
+    with store.begin() as tx:
+        assert tx.processed_event_ids([e["id"] for e in events]) == {e["id"] for e in events}
+        assert len(tx.pending_messages(ERP_TOPIC)) == 1
+    rerun = apply_stripe_events(gateway, ordercloud, store, events_window())
+    assert (rerun.created, rerun.updated) == (0, 0)
+
+
+def test_inbox_events_of_other_types_or_windows_are_not_applied(world):
+    sandbox, gateway, ordercloud, store = world
+    paid_order(sandbox, gateway, ordercloud, store, "o-outside")
+    window = events_window()
+    with store.begin() as tx:
+        for event_id, event_type, created in (
+            ("evt_other_type", "customer.created", window.start),
+            ("evt_too_late", "payment_intent.succeeded", window.end),
+        ):
+            tx.add_to_inbox(
+                event_id=event_id,
+                source="stripe",
+                event_type=event_type,
+                event_created=created,
+                body={
+                    "id": event_id,
+                    "type": event_type,
+                    "created": int(created.timestamp()),
+                    "data": {"object": {"id": "pi_unknown", "object": "payment_intent"}},
+                },
+            )
+
+    summary = apply_stripe_events(ListLag(gateway), ordercloud, store, events_window())
+
+    assert (summary.read, summary.created, summary.failed) == (0, 0, 0), summary
+    assert ordercloud.get_order("o-outside")["xp"]["PaymentStatus"] == "AwaitingPayment"
