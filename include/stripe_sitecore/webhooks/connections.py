@@ -1,8 +1,9 @@
 """Secrets and the state DB for the receiver, from Airflow connections, cached briefly.
 
 Read at request time in the process that serves the app (Airflow's api-server), so a secret
-rotated in the connection is used within ``ttl`` seconds without a restart. The hooks mask the
-secrets in Airflow's logs as they read them.
+rotated in the connection is used within ``ttl`` seconds without a restart. The secrets are the
+extras the hooks document (``StripeHook.webhook_secret``, ``OrderCloudHook.webhook_hash_key``)
+and are masked in Airflow's logs once read.
 """
 
 from __future__ import annotations
@@ -47,24 +48,26 @@ class Cached(Generic[T]):
             return self._value  # type: ignore[return-value]
 
 
-def _stripe_secret(conn_id: str) -> str | None:
-    from stripe_sitecore.hooks.stripe import StripeHook
+def _extra_secret(conn_id: str, field: str) -> str | None:
+    """One secret from a connection's extra, masked in Airflow's logs from now on.
+
+    Read directly rather than through the hook's settings, so a mistake in an unrelated field
+    (a bad ``max_network_retries``) does not stop webhooks from being received.
+    """
+    from airflow.sdk import BaseHook
+
+    from stripe_sitecore.hooks.connection import mask_secrets
 
     try:
-        return StripeHook(stripe_conn_id=conn_id).webhook_secret()
-    except Exception as exc:  # a missing or broken connection reads as "not configured"
-        log.warning("Stripe webhook secret unavailable from %r: %s", conn_id, type(exc).__name__)
+        secret = BaseHook.get_connection(conn_id).extra_dejson.get(field) or None
+    except Exception as exc:  # a missing or unreadable connection reads as "not configured"
+        log.warning("webhook secret %r unavailable from %r: %s", field, conn_id, type(exc).__name__)
         return None
-
-
-def _ordercloud_key(conn_id: str) -> str | None:
-    from stripe_sitecore.hooks.ordercloud import OrderCloudHook
-
-    try:
-        return OrderCloudHook(ordercloud_conn_id=conn_id).webhook_hash_key()
-    except Exception as exc:
-        log.warning("OrderCloud hash key unavailable from %r: %s", conn_id, type(exc).__name__)
+    if not isinstance(secret, str):
+        log.warning("extra %r of connection %r is not a string", field, conn_id)
         return None
+    mask_secrets(secret)
+    return secret
 
 
 def secrets_from_connections(
@@ -76,8 +79,8 @@ def secrets_from_connections(
     ``webhook_hash_key``."""
     return Cached(
         lambda: WebhookSecrets(
-            stripe_webhook_secret=_stripe_secret(stripe_conn_id),
-            ordercloud_hash_key=_ordercloud_key(ordercloud_conn_id),
+            stripe_webhook_secret=_extra_secret(stripe_conn_id, "webhook_secret"),
+            ordercloud_hash_key=_extra_secret(ordercloud_conn_id, "webhook_hash_key"),
         ),
         ttl,
     )
