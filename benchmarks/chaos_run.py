@@ -9,7 +9,8 @@ Airflow task would, and some are SIGKILLed mid-batch and then retried, as Airflo
 
 When the system has quiesced it checks: no duplicate PaymentIntents, refunds, payments or
 transactions; every paid order paid once in Sitecore and in the ERP; every refund reflected once;
-dead letters only for the invalid orders. Prints JSON counts; exits 1 if a check fails.
+dead letters only for the invalid orders; the day's reconciliation finds every order where its
+life cycle put it and no unexplained discrepancy. Prints JSON counts; exits 1 if a check fails.
 
     .venv/bin/python benchmarks/chaos_run.py --orders 1000 --state-url postgresql+psycopg2://127.0.0.1/chaos
 """
@@ -328,6 +329,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seconds = time.perf_counter() - started
 
         report = verify(urls, sdk, orders, bad, state_url, pi_by_order())
+        report["reconciliation"] = reconcile(urls, state_url, t0.date(), orders, bad, workdir)
+        report["problems"] += report["reconciliation"].pop("problems")
         report.update(
             orders=args.orders,
             invalid_orders=invalid,
@@ -340,6 +343,64 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return report
     finally:
         sims.stop()
+
+
+# The day's reconciliation items of each order, by what happened to it: (item kind, category).
+# A dispute is a discrepancy by design, as somebody has to answer it. An invalid order never got
+# a PaymentIntent (it is a dead letter): "no PaymentIntent", or "awaiting payment" while it is
+# still inside the grace period before the day ends.
+EXPECTED_ITEMS = {
+    "pay": [("charge", "matched")],
+    "decline_then_pay": [("charge", "matched")],
+    "stripe_partial_refund": [("charge", "matched"), ("refund", "matched")],
+    "sitecore_refund": [("charge", "matched"), ("refund", "matched")],
+    "dispute": [("charge", "matched"), ("dispute", "disputed")],
+    "cancel": [("order", "canceled")],
+}
+INVALID_ORDER_ITEMS = ([("order", "no_payment_intent")], [("order", "awaiting_payment")])
+
+
+def reconcile(urls, state_url, day, orders, bad, workdir: Path) -> dict[str, Any]:
+    """The daily reconciliation of the run's day, as the DAG runs it, checked order by order."""
+    from stripe_sitecore.flows import reconciliation
+    from stripe_sitecore.reports.period import ReportPeriod
+    from stripe_sitecore.reports.settings import DISCREPANCIES, ReconciliationSettings
+    from stripe_sitecore.store import StateStore
+    from stripe_sitecore.store import reports as repo
+
+    gateway, ordercloud, _ = clients(urls)
+    store = StateStore.from_url(state_url)
+    period = ReportPeriod(day)
+    settings = ReconciliationSettings(reports_dir=str(workdir / "reports"))
+    reconciliation.stage_stripe(gateway, store, period)
+    reconciliation.stage_sitecore(ordercloud, store, period, settings)
+    reconciliation.resolve_references(gateway, ordercloud, store, period, settings)
+    summary = reconciliation.classify(store, period, settings)
+    with store.engine.connect() as conn:
+        items = list(repo.stream_items(conn, day))
+    store.dispose()
+
+    found: dict[str, list[tuple[str, str]]] = {}
+    for item in items:
+        found.setdefault(item["order_id"], []).append((item["kind"], item["category"]))
+    problems = []
+    for order_id in sorted({*found, *orders, *bad}, key=str):
+        got = sorted(found.get(order_id, []))
+        if order_id in orders:
+            ok = got == EXPECTED_ITEMS[orders[order_id][0]]
+        elif order_id in bad:
+            ok = got in INVALID_ORDER_ITEMS
+        else:
+            ok = all(category not in DISCREPANCIES for _, category in got)
+        if not ok:
+            problems.append(f"reconciliation: order {order_id}: {got}")
+    discrepancies = Counter(i["category"] for i in items if i["category"] in DISCREPANCIES)
+    return {
+        "items": len(items),
+        "categories": summary["categories"],
+        "discrepancies": sum(discrepancies.values()),
+        "problems": problems,
+    }
 
 
 def gateway_list(sdk) -> list[dict]:

@@ -31,3 +31,9 @@ def test_nothing_is_lost_or_doubled_under_faults_duplicates_lag_and_killed_tasks
         "erp_orders": 20,
     }
     assert report["dead_letters"] == report["invalid_orders"] == 1
+    # The day's reconciliation: 20 charges and 8 refunds matched, 4 cancels, the 4 disputes as
+    # disputes (somebody has to answer them), and the invalid order that never got a
+    # PaymentIntent; `problems` above already holds any item that differs from its order's kind.
+    categories = dict(report["reconciliation"]["categories"])
+    assert categories.pop("no_payment_intent", 0) + categories.pop("awaiting_payment", 0) == 1
+    assert categories == {"matched": 28, "canceled": 4, "disputed": 4}
