@@ -188,6 +188,7 @@ def main() -> None:
         total_requests = sum(made.values())
         total_seconds = sum(timings.values())
         floor_seconds = floor(urls, total_requests, MAX_WORKERS)
+        budget_bound = max(floor_seconds, made["stripe"] / gateway.settings.budget_rate)
         print(
             json.dumps(
                 {
@@ -217,6 +218,9 @@ def main() -> None:
                     "summaries": {k: v.as_dict() for k, v in summaries.items()},
                     "floor_seconds_same_requests": round(floor_seconds, 2),
                     "ratio_to_floor": round(total_seconds / floor_seconds, 2),
+                    # No client can beat the Stripe request budget: the floor bound by it.
+                    "stripe_budget_bound_seconds": round(budget_bound, 2),
+                    "ratio_to_budget_bound": round(total_seconds / budget_bound, 2),
                     "fits_5_minute_interval": total_seconds < 300,
                 },
                 indent=2,
