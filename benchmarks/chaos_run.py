@@ -4,8 +4,10 @@ N orders in mixed currencies go through pay, decline-then-pay, partial Stripe re
 refund requested in Sitecore, dispute and cancel-before-payment, plus a few deliberately invalid
 orders. Meanwhile the simulators fail 20% of calls (5xx, 429 with Retry-After, connection resets,
 timeouts, some after the write was committed), list every Stripe event up to three times and
-late, and OrderCloud's order list lags writes. Each flow run happens in a child process, as an
-Airflow task would, and some are SIGKILLed mid-batch and then retried, as Airflow would.
+late, and OrderCloud's order list lags writes. The first batch of orders goes through a real
+Airflow stack (api-server, scheduler with the LocalExecutor, dag-processor): its task process is
+SIGKILLed mid-batch and Airflow retries it. The other flow runs happen in child processes, as
+Airflow tasks would, and some of them are SIGKILLed mid-batch and retried too.
 
 When the system has quiesced it checks: no duplicate PaymentIntents, refunds, payments or
 transactions; every paid order paid once in Sitecore and in the ERP; every refund reflected once;
@@ -13,6 +15,8 @@ dead letters only for the invalid orders; the day's reconciliation finds every o
 life cycle put it and no unexplained discrepancy. Prints JSON counts; exits 1 if a check fails.
 
     .venv/bin/python benchmarks/chaos_run.py --orders 1000 --state-url postgresql+psycopg2://127.0.0.1/chaos
+
+``--no-airflow`` runs every stage in child processes (no Airflow stack, a minute faster).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +56,10 @@ STRIPE_KEY = "sk_test_chaos_fake_0000000000000000"
 OC_CLIENT = ("sandbox-client", "sandbox-secret-not-real")
 ERP_TOKEN = "erp-chaos-token-not-real"
 MAX_ATTEMPTS = 25
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_DAG = "sitecore_orders_to_stripe"
+AIRFLOW_TASK = "push_orders_to_stripe"
+CREATE_ROUTE = "POST /v1/payment_intents"
 
 
 def free_port() -> int:
@@ -99,7 +109,7 @@ class Simulators:
         for service in self.urls:
             self.post(service, "/_sandbox/clock", {"now": when.isoformat()})
 
-    def faults(self, on: bool, seed: int) -> None:
+    def faults(self, on: bool, seed: int, slow_creates: bool = False) -> None:
         writes = {
             "route": "POST *", "error_rate": 0.06, "statuses": [500, 502, 503],
             "reset_rate": 0.04, "after_commit": True,
@@ -111,6 +121,9 @@ class Simulators:
             "timeout_rate": 0.03, "timeout_seconds": 3,
         }  # fmt: skip
         rules = [writes, everything] if on else []
+        if on and slow_creates:
+            # Keeps the batch going long enough to be caught mid-way by a kill.
+            rules.insert(0, {**writes, "route": CREATE_ROUTE, "latency_ms": [100, 300]})
         for service in self.urls:
             self.post(service, "/_sandbox/faults", {"seed": seed, "rules": rules})
 
@@ -201,12 +214,126 @@ def run_like_airflow(name, urls, state_url, window, rng, stats) -> None:
     raise RuntimeError(f"{name} for {window} did not finish in {MAX_ATTEMPTS} tries")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def airflow_env(urls: dict[str, str], state_url: str) -> dict[str, str]:
+    """The connections of DESIGN.md, pointed at the chaos simulators with the chaos clients'
+    timeouts and retries."""
+    from tests.harness.services import state_connection
+
+    stripe_extra = {
+        "max_network_retries": 4,
+        "read_timeout": 2,
+        "rate_limit_attempts": 8,
+        "requests_per_second": 200,
+    }
+    retries = {"read_timeout": 2, "max_retries": 6, "backoff_factor": 0.05}
+    connections = {
+        "STRIPE_DEFAULT": {
+            "conn_type": "generic",
+            "host": urls["stripe"],
+            "password": STRIPE_KEY,
+            "extra": stripe_extra,
+        },
+        "ORDERCLOUD_DEFAULT": {
+            "conn_type": "http",
+            "host": urls["ordercloud"],
+            "login": OC_CLIENT[0],
+            "password": OC_CLIENT[1],
+            "extra": {"grant_type": "client_credentials", **retries},
+        },
+        "ERP_DEFAULT": {
+            "conn_type": "http",
+            "host": urls["erp"],
+            "password": ERP_TOKEN,
+            "extra": retries,
+        },
+        "STRIPE_SITECORE_STATE": state_connection(state_url),
+    }
+    return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in connections.items()}
+
+
+@contextmanager
+def airflow_stacks(workdir: Path) -> Iterator[Callable[[dict[str, str]], Any]]:
+    """Outside pytest: a factory of Airflow stacks on a metadata DB migrated here."""
+    from tests.harness.airflow import DAGS_FOLDER, STACK_COMPONENTS, AirflowStack, _free_port
+
+    template = workdir / "airflow-metadata"
+    template.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env |= {
+        "AIRFLOW_HOME": str(template),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{template / 'airflow.db'}",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    started: list = []
+
+    def start(stack_env: dict[str, str]):
+        stack = AirflowStack(
+            home=workdir / f"airflow-{len(started)}",
+            dags_folder=DAGS_FOLDER,
+            port=_free_port(),
+            components=tuple(c for c in STACK_COMPONENTS if c != "triggerer"),
+        )
+        started.append(stack)
+        stack.start(stack_env, template / "airflow.db", timeout=300)
+        return stack
+
+    try:
+        yield start
+    finally:
+        for stack in started:
+            stack.stop()
+
+
+def run_in_airflow(stack, sims: Simulators, window: tuple, orders: int, stats: Counter) -> None:
+    """Trigger the orders DAG for the window, SIGKILL its task process once it has begun
+    creating PaymentIntents, and wait for Airflow's own retry to finish the run."""
+
+    def creates() -> int:
+        routes = requests.get(f"{sims.urls['stripe']}/_sandbox/requests", timeout=10).json()
+        return routes["routes"].get(CREATE_ROUTE, 0)
+
+    before = creates()
+    run_id = stack.trigger(AIRFLOW_DAG, window[1])
+    stripe_port = int(sims.urls["stripe"].rsplit(":", 1)[1])
+    kill_after = max(2, orders // 10)
+    deadline = time.monotonic() + 300
+    while True:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"no task process to kill\n{stack.describe_run(AIRFLOW_DAG, run_id)}"
+            )
+        if creates() - before >= kill_after:
+            task_process = stack.task_process_talking_to(stripe_port)
+            if task_process is not None:
+                break
+        time.sleep(0.05)
+    task_process.send_signal(signal.SIGKILL)
+    task_process.wait(timeout=30)
+    stats["airflow_tasks_killed"] += 1
+    stats["airflow_creates_before_kill"] += creates() - before
+    state = stack.wait_for_run(AIRFLOW_DAG, run_id, timeout=1800)
+    if state != "success":
+        raise RuntimeError(f"Airflow run {state}\n{stack.describe_run(AIRFLOW_DAG, run_id)}")
+    tries = stack.task_tries(AIRFLOW_DAG, run_id, AIRFLOW_TASK)
+    if tries[0]["state"] != "failed" or len(tries) < 2:
+        raise RuntimeError(f"the killed try was not retried by Airflow: {tries}")
+    stats["airflow_tries"] += len(tries)
+    stats["orders_created"] += stack.xcom_return(AIRFLOW_DAG, run_id, AIRFLOW_TASK)["created"]
+
+
+def main(
+    argv: list[str] | None = None, start_airflow: Callable[[dict[str, str]], Any] | None = None
+) -> dict[str, Any]:
+    """``start_airflow(env)`` starts an Airflow stack (the test harness's fixture); without it
+    the script starts its own unless ``--no-airflow``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--invalid", type=int, default=None, help="default: 1 per 50 orders")
     parser.add_argument("--state-url", default=None, help="default: a SQLite file in a tmp dir")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-airflow", action="store_true", help="no real Airflow task to kill")
     args = parser.parse_args(argv)
     invalid = args.invalid if args.invalid is not None else max(1, args.orders // 50)
     rng = random.Random(args.seed)
@@ -226,8 +353,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     sims = Simulators(args.seed, list_lag_seconds=30)
     stats: Counter = Counter()
+    cleanup = ExitStack()
     try:
         urls = sims.urls
+        stack = None
+        if not args.no_airflow:
+            if start_airflow is None:
+                sys.path.insert(0, str(REPO_ROOT))  # the test harness knows how to run Airflow
+                start_airflow = cleanup.enter_context(airflow_stacks(workdir))
+            stack = start_airflow(airflow_env(urls, state_url))
+            stack.unpause(AIRFLOW_DAG)
         sdk = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": urls["stripe"]})
         t0 = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
         orders = {}
@@ -242,9 +377,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def run_round(k: int) -> None:
             # Flows run after their window closed and the list lag passed, as the scheduler does.
             sims.set_clock(window(k)[1] + timedelta(seconds=45))
-            sims.faults(True, args.seed + k)
+            in_airflow = stack is not None and k == 0
+            sims.faults(True, args.seed + k, slow_creates=in_airflow)
             for name in ("orders", "events", "erp"):
-                run_like_airflow(name, urls, state_url, window(k), rng, stats)
+                if name == "orders" and in_airflow:
+                    run_in_airflow(stack, sims, window(k), len(orders) + len(bad), stats)
+                else:
+                    run_like_airflow(name, urls, state_url, window(k), rng, stats)
             sims.faults(False, 0)
 
         # Round 0: shoppers submit orders.
@@ -337,11 +476,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seconds=round(seconds, 1),
             tries=stats["tries"],
             killed_tries=stats["killed"],
+            airflow_tasks_killed=stats["airflow_tasks_killed"],
+            airflow_creates_before_kill=stats["airflow_creates_before_kill"],
+            airflow_tries=stats["airflow_tries"],
             state_db=state_url.split(":")[0],
             faults_injected=faults_injected(urls),
         )
         return report
     finally:
+        cleanup.close()
         sims.stop()
 
 

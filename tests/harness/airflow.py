@@ -536,6 +536,27 @@ class AirflowStack:
         )
         return "\n".join(_log_line(entry) for entry in body["content"])
 
+    def task_process_talking_to(self, port: int):
+        """The running task process (as a ``psutil.Process``) that has a TCP connection open to
+        ``port``, or None: the task runner the LocalExecutor's supervisor forked, caught while
+        it talks to a simulator."""
+        import psutil
+
+        scheduler = psutil.Process(self.processes["scheduler"].pid)
+        for process in scheduler.children(recursive=True):
+            try:
+                connections = process.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if any(c.raddr and c.raddr.port == port for c in connections):
+                return process
+        return None
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of a task instance, first to last."""
+        tries = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")
+        return sorted(tries["task_instances"], key=lambda t: t["try_number"])
+
     def describe_run(self, dag_id: str, run_id: str) -> str:
         """Task states, and the logs of the tasks that did not succeed: for assertion messages."""
         lines = [f"{dag_id} {run_id}: {self.dag_run(dag_id, run_id)['state']}"]

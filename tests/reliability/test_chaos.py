@@ -16,11 +16,20 @@ def load_chaos_run():
 
 
 @pytest.mark.postgres
-def test_nothing_is_lost_or_doubled_under_faults_duplicates_lag_and_killed_tasks(postgres_url):
-    report = load_chaos_run().main(["--orders", "24", "--state-url", postgres_url, "--seed", "7"])
+def test_nothing_is_lost_or_doubled_under_faults_duplicates_lag_and_killed_tasks(
+    postgres_url, start_airflow_stack
+):
+    report = load_chaos_run().main(
+        ["--orders", "24", "--state-url", postgres_url, "--seed", "7"],
+        start_airflow=start_airflow_stack,
+    )
 
     assert report["problems"] == []
     assert report["killed_tries"] >= 1, "the run must have survived a SIGKILLed try"
+    # The first batch ran in Airflow: its task process was killed mid-batch and Airflow retried.
+    assert report["airflow_tasks_killed"] == 1
+    assert report["airflow_creates_before_kill"] >= 2
+    assert report["airflow_tries"] >= 2
     assert sum(report["faults_injected"].values()) >= 50
     # 24 orders, six kinds: 4 canceled before payment, 20 paid; 8 refunds (4 each way).
     assert report["counts"] == {

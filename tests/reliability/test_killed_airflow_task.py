@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-import psutil
 import pytest
 import stripe
 
@@ -30,18 +29,6 @@ TASK = "push_orders_to_stripe"
 ORDERS = 120
 KILL_AFTER_CREATES = 30
 CREATE_ROUTE = "POST /v1/payment_intents"
-
-
-def process_talking_to(port: int, root: psutil.Process) -> psutil.Process | None:
-    """The descendant of ``root`` with an open connection to ``port``: the task runner."""
-    for process in root.children(recursive=True):
-        try:
-            connections = process.net_connections(kind="tcp")
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if any(c.raddr and c.raddr.port == port for c in connections):
-            return process
-    return None
 
 
 def creates_so_far(sandbox) -> int:
@@ -67,9 +54,8 @@ def test_a_task_killed_mid_batch_is_retried_by_airflow_and_nothing_is_created_tw
     while creates_so_far(sandbox) < KILL_AFTER_CREATES:
         assert time.monotonic() < deadline, stack.describe_run(ORDERS_DAG, run_id)
         time.sleep(0.05)
-    scheduler = psutil.Process(stack.processes["scheduler"].pid)
     stripe_port = int(sandbox.stripe_url.rsplit(":", 1)[1])
-    task_process = process_talking_to(stripe_port, scheduler)
+    task_process = stack.task_process_talking_to(stripe_port)
     assert task_process is not None, "no process of the scheduler is talking to Stripe"
     task_process.send_signal(signal.SIGKILL)
     task_process.wait(timeout=10)
@@ -84,13 +70,8 @@ def test_a_task_killed_mid_batch_is_retried_by_airflow_and_nothing_is_created_tw
     )
     [task_instance] = [t for t in stack.task_instances(ORDERS_DAG, run_id) if t["task_id"] == TASK]
     assert task_instance["try_number"] == 2, task_instance
-    tries = stack.api("GET", f"/dags/{ORDERS_DAG}/dagRuns/{run_id}/taskInstances/{TASK}/tries")[
-        "task_instances"
-    ]
-    assert [t["state"] for t in sorted(tries, key=lambda t: t["try_number"])] == [
-        "failed",
-        "success",
-    ], tries
+    tries = stack.task_tries(ORDERS_DAG, run_id, TASK)
+    assert [t["state"] for t in tries] == ["failed", "success"], tries
     retry_summary = stack.xcom_return(ORDERS_DAG, run_id, TASK)
     assert retry_summary["failed"] == 0, retry_summary
     assert retry_summary["created"] < ORDERS, "the retry redid the whole batch"
