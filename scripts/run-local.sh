@@ -18,13 +18,16 @@ SANDBOX_HOST=127.0.0.1
 STRIPE_PORT="${SANDBOX_STRIPE_PORT:-12111}"
 ORDERCLOUD_PORT="${SANDBOX_ORDERCLOUD_PORT:-12112}"
 ERP_PORT="${SANDBOX_ERP_PORT:-12113}"
+# The Stripe simulator signs its webhooks with this (fake) secret; the receiver checks them.
+SANDBOX_WEBHOOK_SECRET="whsec_sandbox_fake_not_a_real_secret"
 
 # Connections point at the sandbox unless the caller already set them (e.g. real Stripe test mode).
 # The keys below are the sandbox's obviously fake ones.
 sandbox_url() { echo "http://$SANDBOX_HOST:$1"; }
 if [ -z "${AIRFLOW_CONN_STRIPE_DEFAULT:-}" ]; then
   AIRFLOW_CONN_STRIPE_DEFAULT="{\"conn_type\": \"generic\", \"host\": \"$(sandbox_url "$STRIPE_PORT")\",
-    \"password\": \"sk_test_sandbox_fake_0000000000000000\", \"extra\": {\"max_network_retries\": 2}}"
+    \"password\": \"sk_test_sandbox_fake_0000000000000000\",
+    \"extra\": {\"max_network_retries\": 2, \"webhook_secret\": \"$SANDBOX_WEBHOOK_SECRET\"}}"
 fi
 if [ -z "${AIRFLOW_CONN_ORDERCLOUD_DEFAULT:-}" ]; then
   AIRFLOW_CONN_ORDERCLOUD_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ORDERCLOUD_PORT")\",
@@ -83,6 +86,13 @@ for _ in $(seq 1 120); do
   curl -fsS "http://localhost:$AIRFLOW__API__PORT/api/v2/monitor/health" >/dev/null 2>&1 && break
   sleep 1
 done
+if [[ "$AIRFLOW_CONN_STRIPE_DEFAULT" == *"$SANDBOX_WEBHOOK_SECRET"* ]]; then
+  # The simulator delivers its events to the plugin's receiver, as Stripe would (docs/webhooks.md).
+  curl -fsS -X POST "$(sandbox_url "$STRIPE_PORT")/_sandbox/stripe/webhook_endpoints" \
+    -H 'Content-Type: application/json' \
+    -d "{\"url\": \"http://127.0.0.1:$AIRFLOW__API__PORT/stripe-sitecore/webhooks/stripe\",
+         \"secret\": \"$SANDBOX_WEBHOOK_SECRET\"}" >/dev/null || echo "(no webhook endpoint registered)"
+fi
 cat <<MSG
 
   Airflow UI:  http://localhost:$AIRFLOW__API__PORT
@@ -90,6 +100,8 @@ cat <<MSG
                $(cat "$passwords" 2>/dev/null || echo "(not written yet: see $AIRFLOW_HOME/logs/standalone.log)")
   Sandbox:     Stripe http://$SANDBOX_HOST:$STRIPE_PORT, OrderCloud http://$SANDBOX_HOST:$ORDERCLOUD_PORT,
                ERP http://$SANDBOX_HOST:$ERP_PORT (logs in $AIRFLOW_HOME/logs/)
+  Webhooks:    the Stripe simulator posts its events to
+               http://localhost:$AIRFLOW__API__PORT/stripe-sitecore/webhooks/stripe
   DAGs run every 5 minutes; trigger them from the UI to see the seeded orders paid sooner.
   Ctrl-C stops everything.
 
