@@ -636,6 +636,9 @@ def verify(urls, sdk, orders, bad, state_url, pis) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    # Airflow's logging writes to stdout; the JSON figures must be all that stdout holds.
+    figures = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     result = main()
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), file=figures, flush=True)
     sys.exit(1 if result["problems"] else 0)
