@@ -38,6 +38,9 @@ ORDER_LIST_OVERLAP = timedelta(minutes=10)
 STRIPE_EVENT_OVERLAP = timedelta(minutes=10)
 # Stripe keeps events 30 days; a day of margin keeps a window from straddling the edge.
 EVENT_RETENTION = timedelta(days=29)
+# Stripe lists events for 30 days and retries a webhook for 3: an event id older than this can
+# never be delivered again, so the ledger and the inbox forget it.
+EVENT_IDS_KEPT = timedelta(days=35)
 
 # Stripe allows 20 types per events request.
 PAYMENT_EVENT_TYPES = (
@@ -378,6 +381,10 @@ def apply_stripe_events(
         summary = _apply_listed_payments(stripe_gateway, ordercloud, store, window)
     else:
         summary = _apply_events(stripe_gateway, ordercloud, store, window)
+        with store.begin() as tx:
+            forgotten = tx.forget_events_before(window.end - EVENT_IDS_KEPT)
+        if any(forgotten.values()):
+            log.info("forgot event ids older than %s: %s", EVENT_IDS_KEPT, forgotten)
     summary.log(log, f"stripe payments {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
     return summary
 

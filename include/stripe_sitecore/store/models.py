@@ -52,6 +52,7 @@ processed_events = sa.Table(
     sa.Column("event_created", UTCDateTime),
     sa.Column("outcome", sa.String(50), nullable=False),
     sa.Column("processed_at", UTCDateTime, nullable=False),
+    sa.Index("ix_processed_events_event_created", "event_created"),
 )
 
 order_links = sa.Table(

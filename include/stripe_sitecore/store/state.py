@@ -198,6 +198,15 @@ class StateTx:
         )
         return list(rows)
 
+    def forget_events_before(self, instant: datetime) -> dict[str, int]:
+        """Delete processed-event ids and inbox deliveries of events created before ``instant``;
+        returns how many of each. Only for ids that can no longer come back (see the caller)."""
+        deleted = {}
+        for table in (models.processed_events, models.webhook_inbox):
+            result = self.conn.execute(sa.delete(table).where(table.c.event_created < instant))
+            deleted[table.name] = result.rowcount
+        return deleted
+
     def count_inbox(self, source: str | None = None) -> int:
         t = models.webhook_inbox
         query = sa.select(sa.func.count()).select_from(t)

@@ -2,12 +2,14 @@
 inbox, then ``apply_stripe_events`` against the simulators and a real state database."""
 
 import json
+from datetime import timedelta
 
 import stripe
 from fastapi.testclient import TestClient
 
 from stripe_sitecore.flows.order_to_cash import (
     ERP_TOPIC,
+    EVENT_IDS_KEPT,
     PAYMENT_EVENT_TYPES,
     apply_stripe_events,
     sync_orders_to_stripe,
@@ -134,3 +136,30 @@ def test_inbox_events_of_other_types_or_windows_are_not_applied(world):
 
     assert (summary.read, summary.created, summary.failed) == (0, 0, 0), summary
     assert ordercloud.get_order("o-outside")["xp"]["PaymentStatus"] == "AwaitingPayment"
+
+
+def test_a_live_run_forgets_event_ids_that_can_no_longer_come_back(world):
+    sandbox, gateway, ordercloud, store = world
+    window = events_window()
+    kept_since = window.end - EVENT_IDS_KEPT
+    with store.begin() as tx:
+        for event_id, created in (
+            ("evt_gone", kept_since - timedelta(seconds=1)),
+            ("evt_kept", kept_since + timedelta(seconds=1)),
+        ):
+            tx.mark_event_processed(
+                event_id, source="stripe", event_type="t", event_created=created, outcome="paid"
+            )
+            tx.add_to_inbox(
+                event_id=event_id,
+                source="stripe",
+                event_type="t",
+                event_created=created,
+                body={"id": event_id},
+            )
+
+    apply_stripe_events(gateway, ordercloud, store, window)
+
+    with store.begin() as tx:
+        assert tx.processed_event_ids(["evt_gone", "evt_kept"]) == {"evt_kept"}
+        assert tx.count_inbox("stripe") == 1

@@ -158,3 +158,27 @@ def test_webhook_inbox_keeps_one_row_per_event_and_reads_a_half_open_window(stor
         assert window == [{"id": "evt_a"}, {"id": "evt_b"}]
         assert tx.count_inbox() == 5
         assert tx.count_inbox("ordercloud") == 1
+
+
+def test_forgetting_old_event_ids_keeps_the_recent_ones_in_the_ledger_and_the_inbox(store):
+    old, recent = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    with store.begin() as tx:
+        for event_id, created in (("evt_old", old), ("evt_recent", recent)):
+            tx.mark_event_processed(
+                event_id, source="stripe", event_type="t", event_created=created, outcome="paid"
+            )
+            tx.add_to_inbox(
+                event_id=event_id,
+                source="stripe",
+                event_type="t",
+                event_created=created,
+                body={"id": event_id},
+            )
+    with store.begin() as tx:
+        forgotten = tx.forget_events_before(datetime(2026, 10, 1, tzinfo=UTC))
+    assert forgotten == {"processed_events": 1, "webhook_inbox": 1}
+    with store.begin() as tx:
+        assert tx.processed_event_ids(["evt_old", "evt_recent"]) == {"evt_recent"}
+        assert [e["id"] for e in tx.inbox_events("stripe", old, recent.replace(day=2))] == [
+            "evt_recent"
+        ]
