@@ -198,6 +198,25 @@ class StateTx:
         )
         return list(rows)
 
+    def inbox_object_ids(
+        self, source: str, created_gte: datetime, created_lt: datetime
+    ) -> list[str]:
+        """The distinct objects (e.g. OrderCloud order ids) the source's inbox deliveries created
+        in ``[created_gte, created_lt)`` name, sorted."""
+        t = models.webhook_inbox
+        rows = self.conn.scalars(
+            sa.select(t.c.object_id)
+            .where(
+                t.c.source == source,
+                t.c.object_id.is_not(None),
+                t.c.event_created >= created_gte,
+                t.c.event_created < created_lt,
+            )
+            .distinct()
+            .order_by(t.c.object_id)
+        )
+        return list(rows)
+
     def forget_events_before(self, instant: datetime) -> dict[str, int]:
         """Delete processed-event ids and inbox deliveries of events created before ``instant``;
         returns how many of each. Only for ids that can no longer come back (see the caller)."""

@@ -1,6 +1,9 @@
 """Webhook deliveries as hints to the events flow: through the real receiver app into the
 inbox, then ``apply_stripe_events`` against the simulators and a real state database."""
 
+import base64
+import hashlib
+import hmac
 import json
 from datetime import timedelta
 
@@ -23,6 +26,7 @@ from tests.integration.flows.test_order_to_cash import (
 )
 
 WEBHOOK_SECRET = "whsec_test_fake_flow_0000000000"
+OC_HASH_KEY = "oc-hash-key-test-fake-flow"
 
 
 class ListLag:
@@ -163,3 +167,69 @@ def test_a_live_run_forgets_event_ids_that_can_no_longer_come_back(world):
     with store.begin() as tx:
         assert tx.processed_event_ids(["evt_gone", "evt_kept"]) == {"evt_kept"}
         assert tx.count_inbox("stripe") == 1
+
+
+class OrderListLag:
+    """The OrderCloud client, with its order list not showing the window's orders yet."""
+
+    def __init__(self, ordercloud):
+        self._ordercloud = ordercloud
+
+    def __getattr__(self, name):
+        return getattr(self._ordercloud, name)
+
+    def list_orders(self, *_, **__):
+        return iter(())
+
+
+def deliver_ordercloud_submit(store, order_id: str, log_id: str, when) -> dict:
+    """What OrderCloud would POST after the order's submit, signed with the hash key."""
+    payload = {
+        "Route": "v1/orders/{direction}/{orderID}/submit",
+        "RouteParams": {"direction": "Incoming", "orderID": order_id},
+        "Verb": "POST",
+        "Date": when.isoformat(),
+        "LogID": log_id,
+        "UserToken": "eyJ-test-fake-user-token",
+        "Request": {"Body": None, "Headers": None},
+        "Response": {"Body": {"ID": order_id}, "Headers": None},
+        "ConfigData": None,
+    }
+    body = json.dumps(payload).encode()
+    digest = hmac.new(OC_HASH_KEY.encode(), body, hashlib.sha256).digest()
+    client = TestClient(
+        create_app(lambda: WebhookSecrets(ordercloud_hash_key=OC_HASH_KEY), lambda: store)
+    )
+    response = client.post(
+        "/ordercloud", content=body, headers={"X-oc-hash": base64.b64encode(digest).decode()}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_order_named_by_an_ordercloud_webhook_is_charged_before_the_list_shows_it(world):
+    sandbox, gateway, ordercloud, store = world
+    window = orders_window()
+    seed_order(sandbox, "o-oc-hinted", "19.99", "USD")
+    deliver_ordercloud_submit(store, "o-oc-hinted", "log-1", window.start + timedelta(minutes=1))
+    # A hint for an order that does not exist, and one outside the window: neither is read.
+    deliver_ordercloud_submit(store, "o-missing", "log-2", window.start + timedelta(minutes=2))
+    deliver_ordercloud_submit(store, "o-oc-later", "log-3", window.end)
+    seed_order(sandbox, "o-oc-later", "5.00", "USD")
+
+    summary = sync_orders_to_stripe(OrderListLag(ordercloud), gateway, store, window)
+
+    assert (summary.read, summary.created, summary.failed) == (1, 1, 0), summary
+    [pi] = all_payment_intents(gateway)
+    assert (pi["metadata"]["sitecore_order_id"], pi["amount"], pi["currency"]) == (
+        "o-oc-hinted",
+        1999,
+        "usd",
+    )
+    assert ordercloud.get_order("o-oc-hinted")["xp"]["StripePaymentIntentID"] == pi["id"]
+
+    # The list catches up: the hinted order is already linked, the other one is new to it.
+    again = sync_orders_to_stripe(ordercloud, gateway, store, window)
+    assert (again.read, again.created, again.skipped) == (2, 1, 1), again
+    per_order = sorted(p["metadata"]["sitecore_order_id"] for p in all_payment_intents(gateway))
+    assert per_order == ["o-oc-hinted", "o-oc-later"]
