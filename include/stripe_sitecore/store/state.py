@@ -422,6 +422,41 @@ class StateTx:
         row = self.conn.execute(sa.select(t).where(t.c.id == dead_letter_id)).one_or_none()
         return DeadLetter(**row._mapping) if row else None
 
+    def page_dead_letters(
+        self,
+        *,
+        source: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[DeadLetter], int]:
+        """One page of dead letters, most recently failed first, and how many match in all.
+
+        For browsing (the UI plugin); ``None`` filters mean any.
+        """
+        t = models.dead_letters
+        where = [
+            column == value
+            for column, value in ((t.c.source, source), (t.c.status, status))
+            if value is not None
+        ]
+        total = self.conn.execute(sa.select(sa.func.count()).select_from(t).where(*where)).scalar()
+        query = (
+            sa.select(t)
+            .where(*where)
+            .order_by(t.c.last_seen.desc(), t.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return [DeadLetter(**row._mapping) for row in self.conn.execute(query)], int(total or 0)
+
+    def dead_letter_sources(self) -> list[str]:
+        """Every source that has dead letters, of any status, sorted."""
+        t = models.dead_letters
+        return list(
+            self.conn.execute(sa.select(t.c.source).distinct().order_by(t.c.source)).scalars()
+        )
+
     def count_open_dead_letters(self) -> dict[str, int]:
         """Open dead letters per source."""
         t = models.dead_letters
