@@ -2,20 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 
-from stripe_sitecore.store import StateStore, models
+from stripe_sitecore.store import models
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(state_db_url):
-    state = StateStore.from_url(state_db_url)
-    state.migrate()
-    yield state
-    state.dispose()
 
 
 def test_pages_are_most_recently_failed_first_with_the_total_of_the_filter(store):

@@ -6,17 +6,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from stripe_sitecore.store import StateStore
 from stripe_sitecore.store.models import metadata
 from stripe_sitecore.store.state import alembic_config
-
-
-@pytest.fixture
-def store(state_db_url):
-    state = StateStore.from_url(state_db_url)
-    state.migrate()
-    yield state
-    state.dispose()
 
 
 def test_migrations_create_exactly_the_model_tables_and_rerun_cleanly(store):
