@@ -12,7 +12,6 @@ from stripe_sitecore.alerting.checks import (
     check_stale_cursors,
     run_health_checks,
 )
-from stripe_sitecore.store import StateStore
 from tests.harness.services import state_connection
 from tests.integration.alerting.receivers import HttpSink, connection_env
 
@@ -25,14 +24,6 @@ def webhook(monkeypatch):
         for name, value in connection_env(alert_webhook=sink.webhook_connection()).items():
             monkeypatch.setenv(name, value)
         yield sink
-
-
-@pytest.fixture
-def store(state_db_url):
-    store = StateStore.from_url(state_db_url)
-    store.migrate()
-    yield store
-    store.dispose()
 
 
 def quarantine(store, source: str, count: int) -> None:

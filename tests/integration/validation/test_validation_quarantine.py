@@ -3,21 +3,10 @@ with the rule that failed and a readable reason (SQLite and PostgreSQL)."""
 
 from decimal import Decimal
 
-import pytest
-
 from stripe_sitecore.mapping import load_mapping
-from stripe_sitecore.store import StateStore
 from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
 
 SOURCE = "ordercloud.orders"
-
-
-@pytest.fixture
-def store(state_db_url):
-    state = StateStore.from_url(state_db_url)
-    state.migrate()
-    yield state
-    state.dispose()
 
 
 def order(order_id, **overrides):
