@@ -16,7 +16,7 @@ from typing import Any
 from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient, OrderCloudNotFound
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
 from stripe_sitecore.flows import after_payment
-from stripe_sitecore.flows.common import BACKEND, RunSummary, Window, run_each
+from stripe_sitecore.flows.common import BACKEND, RETRYABLE_ERRORS, RunSummary, Window, run_each
 from stripe_sitecore.mapping import Mapping, MappingResult, load_mapping
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.store.state import ORDER_STATE_RANK, OrderLink, StateStore
@@ -115,6 +115,9 @@ def _hinted_orders(
                 "order %s named by a webhook does not exist (deleted, or another direction)",
                 order_id,
             )
+        except RETRYABLE_ERRORS as exc:
+            # A hint must not fail the listed orders; the list brings this order in its turn.
+            log.warning("order %s named by a webhook could not be read: %s", order_id, exc)
     return found
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 import stripe
 from fastapi.testclient import TestClient
 
+from stripe_sitecore.clients.ordercloud import OrderCloudUnavailable
 from stripe_sitecore.flows.order_to_cash import (
     ERP_TOPIC,
     EVENT_IDS_KEPT,
@@ -233,3 +234,33 @@ def test_an_order_named_by_an_ordercloud_webhook_is_charged_before_the_list_show
     assert (again.read, again.created, again.skipped) == (2, 1, 1), again
     per_order = sorted(p["metadata"]["sitecore_order_id"] for p in all_payment_intents(gateway))
     assert per_order == ["o-oc-hinted", "o-oc-later"]
+
+
+class UnreadableOrder(OrderListLag):
+    """OrderCloud failing every read of one order (after its own retries)."""
+
+    def __init__(self, ordercloud, order_id):
+        super().__init__(ordercloud)
+        self._unreadable = order_id
+
+    def list_orders(self, *args, **kwargs):
+        return self._ordercloud.list_orders(*args, **kwargs)
+
+    def get_order(self, order_id):
+        if order_id == self._unreadable:
+            raise OrderCloudUnavailable(503, "GET", f"/orders/Incoming/{order_id}", [], attempts=3)
+        return self._ordercloud.get_order(order_id)
+
+
+def test_an_unreadable_hinted_order_does_not_stop_the_listed_ones(world):
+    sandbox, gateway, ordercloud, store = world
+    window = orders_window()
+    seed_order(sandbox, "o-listed", "19.99", "USD")
+    deliver_ordercloud_submit(store, "o-unreadable", "log-9", window.start + timedelta(minutes=1))
+
+    flaky = UnreadableOrder(ordercloud, "o-unreadable")
+    summary = sync_orders_to_stripe(flaky, gateway, store, window)
+
+    assert (summary.read, summary.created, summary.failed) == (1, 1, 0), summary
+    [pi] = all_payment_intents(gateway)
+    assert pi["metadata"]["sitecore_order_id"] == "o-listed"
