@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Match
@@ -24,18 +26,54 @@ from sandbox.faults import FaultInjector, FaultPlan, reset_connection
 CONTROL_PREFIX = "/_sandbox"
 
 
+_exact_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
 def dumps_exact(value: Any) -> str:
-    """JSON text in which a Decimal is written as the number it is (12.350 stays 12.350)."""
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"{value} is not a JSON number")
-        return str(value)
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}:{dumps_exact(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
-    return json.dumps(value)
+    """JSON text in which a Decimal is written as the number it is (12.350 stays 12.350).
+
+    msgspec's encoder, not a recursive Python one: OrderCloud serves an ``xp`` nested hundreds
+    of levels deep (up to its 8,000 characters), and so must the simulator."""
+    _refuse_non_finite(value)
+    return _exact_encoder.encode(value).decode()
+
+
+def _refuse_non_finite(value: Any) -> None:
+    """NaN and Infinity are not JSON numbers; msgspec would write them bare (or as null)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Decimal) and not item.is_finite():
+            raise ValueError(f"{item} is not a JSON number")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item} is not a JSON number")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars) without recursion, so an ``xp``
+    nested hundreds of levels deep copies as easily as a flat one (``copy.deepcopy`` recurses)."""
+    if not isinstance(value, dict | list):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root)]
+    while stack:
+        source, target = stack.pop()
+        items = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in items:
+            if isinstance(item, dict | list):
+                child: Any = {} if isinstance(item, dict) else []
+                stack.append((item, child))
+            else:
+                child = item
+            if isinstance(target, dict):
+                target[key] = child
+            else:
+                target.append(child)
+    return root
 
 
 def _refuse_constant(name: str) -> Any:

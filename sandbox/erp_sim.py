@@ -95,6 +95,11 @@ def fault_response(status: int) -> tuple[dict, dict[str, str]]:
     """An injected error in the ERP's own error shape."""
     if status == 429:
         return {"error": "rate_limited", "message": "Too many requests; retry later."}, {}
+    if status == 409:
+        return {"error": "duplicate", "message": "This order is already here (injected)."}, {}
+    if status < 500:
+        message = f"The ERP refused the order ({status}, injected)."
+        return {"error": "refused", "message": message}, {}
     return {"error": "unavailable", "message": f"The ERP failed to answer ({status})."}, {}
 
 

@@ -1,5 +1,7 @@
 """Misbehaviour on demand: latency, 5xx errors, 429s, connection resets, timeouts and
-"commit then fail", per route, from seeded randomness so a run repeats.
+"commit then fail", per route, from seeded randomness so a run repeats. An "error" can also be
+a refusal (a 4xx from ``REFUSAL_STATUSES``), which each simulator words as its vendor does: the
+answers a retry cannot cure.
 
 Rules are matched against `METHOD /route/{template}` (the same keys the request counters use);
 `*` matches anything, so `"*"` is every route and `"POST *"` every POST. The first rule that
@@ -20,6 +22,9 @@ from typing import Any
 
 # Which fault a request gets is one draw against these rates, in this order.
 KINDS = ("rate_limit", "error", "reset", "timeout")
+# 4xx answers an "error" fault may give besides 5xx: refusals of the request itself (400, 402,
+# 404), missing permission (401, 403) and conflicts (409).
+REFUSAL_STATUSES = frozenset({400, 401, 402, 403, 404, 409})
 
 
 def _number(body: Mapping[str, Any], name: str, default: float, *, low: float = 0) -> float:
@@ -76,9 +81,14 @@ class FaultRule:
         if (
             not isinstance(statuses, list)
             or not statuses
-            or not all(isinstance(s, int) and 500 <= s <= 599 for s in statuses)
+            or not all(
+                isinstance(s, int) and (500 <= s <= 599 or s in REFUSAL_STATUSES) for s in statuses
+            )
         ):
-            raise ValueError(f"statuses must be a non-empty list of 5xx codes, not {statuses!r}")
+            raise ValueError(
+                f"statuses must be a non-empty list of 5xx codes or of "
+                f"{sorted(REFUSAL_STATUSES)}, not {statuses!r}"
+            )
         retry_after = body.get("retry_after", cls.retry_after)
         # Retry-After carries whole seconds; clients (urllib3) ignore anything else.
         if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:

@@ -9,7 +9,6 @@ back digit for digit.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import hmac
 import math
@@ -33,6 +32,7 @@ from sandbox.clock import Clock, parse_instant
 from sandbox.common import (
     ExactJSONResponse,
     SandboxApp,
+    copy_json,
     dumps_exact,
     install_sandbox_controls,
     loads_exact,
@@ -60,6 +60,9 @@ PAYMENT_TYPES = ("CreditCard", "PurchaseOrder", "SpendingAccount")
 # action: (statuses it applies to, resulting status, date field it stamps)
 ORDER_ACTIONS = {
     "submit": (("Unsubmitted",), "Open", "DateSubmitted"),
+    # An approver's decision on an order that needed approval.
+    "approve": (("AwaitingApproval",), "Open", "DateApproved"),
+    "decline": (("AwaitingApproval",), "Declined", "DateDeclined"),
     "cancel": (("Open", "AwaitingApproval"), "Canceled", "DateCanceled"),
     "complete": (("Open",), "Completed", "DateCompleted"),
     # Shipping everything completes the order; the simulator keeps no shipment records.
@@ -192,7 +195,7 @@ def _deep_merge(target: dict, patch: Mapping[str, Any]) -> None:
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _deep_merge(target[key], value)
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = copy_json(value)
 
 
 def _check_xp(xp: Any) -> dict:
@@ -343,7 +346,7 @@ def query_list(items: Iterable[dict], params: list[tuple[str, str]], fields: Ite
             "ItemRange": [start + 1, start + len(window)],
             "NextPageKey": None,
         },
-        "Items": copy.deepcopy(window),
+        "Items": copy_json(window),
     }
 
 
@@ -441,7 +444,7 @@ class OrderCloudSimulator:
                 "ConfigData": body.get("config_data"),
             }
             self._webhooks[webhook["ID"]] = webhook
-            return copy.deepcopy(webhook)
+            return copy_json(webhook)
 
     def list_webhooks(self) -> dict:
         with self.lock:
@@ -597,14 +600,14 @@ class OrderCloudSimulator:
             record = _OrderRecord(order)
             self._orders[order["ID"]] = record
             self._index(record)
-            return copy.deepcopy(order)
+            return copy_json(order)
 
     def _index(self, record: _OrderRecord) -> None:
         """Queue the order's current state for the list index, `list_lag_seconds` from now."""
         now = self.clock.now()
         visible_from = now.timestamp() + self.list_lag_seconds
         record.indexed.append(
-            (datetime.fromtimestamp(visible_from, now.tzinfo), copy.deepcopy(record.order))
+            (datetime.fromtimestamp(visible_from, now.tzinfo), copy_json(record.order))
         )
         # Keep the newest snapshot already visible and any still pending.
         shown = [i for i, (since, _) in enumerate(record.indexed) if since <= now]
@@ -628,7 +631,7 @@ class OrderCloudSimulator:
 
     def get_order(self, order_id: str) -> dict:
         with self.lock:
-            return copy.deepcopy(self._order(order_id).order)
+            return copy_json(self._order(order_id).order)
 
     def patch_order(self, order_id: str, body: Any) -> dict:
         if not isinstance(body, dict):
@@ -646,7 +649,7 @@ class OrderCloudSimulator:
                         {"ObjectType": "Order", "Property": name},
                     )  # fmt: skip
             if "xp" in body:
-                merged = copy.deepcopy(order["xp"])
+                merged = copy_json(order["xp"])
                 _deep_merge(merged, _check_xp(body["xp"]))
                 order["xp"] = _check_xp(merged)
             for name in ("Comments", "BillingAddressID", "ShippingAddressID"):
@@ -654,7 +657,7 @@ class OrderCloudSimulator:
                     order[name] = body[name]
             order["LastUpdated"] = _iso(self.clock.now())
             self._index(record)
-            return copy.deepcopy(order)
+            return copy_json(order)
 
     def change_order_totals(self, order_id: str, body: Any) -> dict:
         """Test helper: new money totals, as editing a submitted order's line items gives."""
@@ -666,7 +669,7 @@ class OrderCloudSimulator:
                 record.order[name] = _money(value, name)
             record.order["LastUpdated"] = _iso(self.clock.now())
             self._index(record)
-            return copy.deepcopy(record.order)
+            return copy_json(record.order)
 
     def order_action(self, order_id: str, action: str) -> dict:
         """Run one of `ORDER_ACTIONS`: the only way an order's Status changes."""
@@ -685,7 +688,7 @@ class OrderCloudSimulator:
             if action == "submit":
                 order["IsSubmitted"] = True
             self._index(record)
-            return copy.deepcopy(order)
+            return copy_json(order)
 
     # --- payments ------------------------------------------------------------------------
 
@@ -696,7 +699,7 @@ class OrderCloudSimulator:
 
     def get_payment(self, order_id: str, payment_id: str) -> dict:
         with self.lock:
-            return copy.deepcopy(self._payment(order_id, payment_id))
+            return copy_json(self._payment(order_id, payment_id))
 
     def _payment(self, order_id: str, payment_id: str) -> dict:
         payment = self._order(order_id).payments.get(payment_id)
@@ -731,7 +734,7 @@ class OrderCloudSimulator:
                 "OrderReturnID": None,
             }
             record.payments[payment_id] = payment
-            return copy.deepcopy(payment)
+            return copy_json(payment)
 
     def create_transaction(self, order_id: str, payment_id: str, body: Any) -> dict:
         if not isinstance(body, dict):
@@ -757,7 +760,7 @@ class OrderCloudSimulator:
                     "xp": _check_xp(body.get("xp") or {}),
                 }
             )
-            return copy.deepcopy(payment)
+            return copy_json(payment)
 
     # --- buyer users ---------------------------------------------------------------------
 
@@ -776,7 +779,7 @@ class OrderCloudSimulator:
             user = self._buyer(buyer_id).get(user_id)
             if user is None:
                 raise not_found("User", user_id)
-            return copy.deepcopy(user)
+            return copy_json(user)
 
     def create_user(self, buyer_id: str, body: Any, *, create_buyer: bool = False) -> dict:
         if not isinstance(body, dict):
@@ -802,7 +805,7 @@ class OrderCloudSimulator:
                 "DateCreated": _iso(self.clock.now()),
             }
             users[user_id] = user
-            return copy.deepcopy(user)
+            return copy_json(user)
 
     def patch_user(self, buyer_id: str, user_id: str, body: Any) -> dict:
         if not isinstance(body, dict):
@@ -821,21 +824,33 @@ class OrderCloudSimulator:
                 )
             for name, value in body.items():
                 if name == "xp":
-                    merged = copy.deepcopy(user["xp"])
+                    merged = copy_json(user["xp"])
                     _deep_merge(merged, _check_xp(value))
                     user["xp"] = _check_xp(merged)
                 elif name != "Password":
                     user[name] = value
-            return copy.deepcopy(user)
+            return copy_json(user)
 
 
 # --- HTTP --------------------------------------------------------------------------------
 
 
+# Injected 4xx answers with OrderCloud's ErrorCodes.
+INJECTED_REFUSALS = {
+    400: ("InvalidRequest", "The request is invalid (injected)."),
+    401: ("InvalidToken", "Access token is invalid or expired (injected)."),
+    403: ("InsufficientRoles", "User does not have role(s) required to perform this action."),
+    404: ("NotFound", "Object not found (injected)."),
+    409: ("IdExists", "Object already exists (injected)."),
+}
+
+
 def fault_response(status: int) -> tuple[dict, dict[str, str]]:
     """An injected error in OrderCloud's error shape. OrderCloud documents no rate limit, so the
     429's ErrorCode is the sandbox's choice."""
-    if status == 429:
+    if status in INJECTED_REFUSALS:
+        error = OrderCloudError(status, *INJECTED_REFUSALS[status])
+    elif status == 429:
         error = OrderCloudError(429, "TooManyRequests", "Too many requests; retry later.")
     else:
         error = OrderCloudError(status, "InternalServerError", "An unexpected error occurred.")

@@ -1618,11 +1618,39 @@ def _api_key(authorization: str | None) -> str:
     return ""
 
 
+# Injected 4xx answers, as Stripe gives them (docs.stripe.com/error-codes).
+INJECTED_REFUSALS: dict[int, tuple[str, dict[str, Any]]] = {
+    400: (
+        "Invalid integer: the amount must be a positive integer (injected).",
+        {"code": "parameter_invalid_integer", "param": "amount"},
+    ),
+    401: ("Invalid API Key provided: sk_test_****(injected)", {}),
+    402: (
+        "Your card was declined (injected).",
+        {
+            "type_": "card_error",
+            "code": "card_declined",
+            "extra": {"decline_code": "generic_decline"},
+        },
+    ),
+    403: ("The provided key does not have access to this resource (injected).", {}),
+    404: ("No such payment_intent (injected).", {"code": "resource_missing", "param": "intent"}),
+    409: (
+        "This object cannot be accessed right now because another API request or Stripe "
+        "process is currently accessing it (injected).",
+        {"code": "lock_timeout"},
+    ),
+}
+
+
 def fault_response(status: int) -> tuple[dict, dict[str, str]]:
     """An injected error as Stripe words it. Injected errors never reach the idempotency layer,
     so a 429 is not stored, as Stripe does not store them."""
     headers = {"Request-Id": f"req_{secrets.token_hex(7)}"}
-    if status == 429:
+    if status in INJECTED_REFUSALS:
+        message, fields = INJECTED_REFUSALS[status]
+        error = StripeError(status, message, **fields)
+    elif status == 429:
         error = StripeError(
             429,
             "Request rate limit exceeded. Learn more about rate limits here "
