@@ -110,8 +110,22 @@ dead_letters = sa.Table(
     sa.Column("last_seen", UTCDateTime, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
+    # A digest of the request the other side refused (migration 0006): the flows do not send
+    # it again with the same parameters, only after a change or a replay.
+    sa.Column("request_digest", sa.String(64)),
     sa.UniqueConstraint("source", "record_key", "rule"),
     sa.Index("ix_dead_letters_status", "status"),
+)
+
+# One row per fact about this installation (migration 0006). ``instance_id`` is random, made
+# when the database is created: it keys the provenance stamp in the metadata of the
+# PaymentIntents this installation creates, so another installation (or anything else) on the
+# same Stripe account cannot pass its PaymentIntents off as ours.
+state_meta = sa.Table(
+    "state_meta",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
 )
 
 

@@ -80,6 +80,7 @@ class DeadLetter:
     last_seen: datetime
     attempts: int
     status: str
+    request_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -347,9 +348,19 @@ class StateTx:
 
     # --- dead letters -----------------------------------------------------------------
     def quarantine(
-        self, *, source: str, record_key: str, record: dict[str, Any], rule: str, reason: str
+        self,
+        *,
+        source: str,
+        record_key: str,
+        record: dict[str, Any],
+        rule: str,
+        reason: str,
+        request_digest: str | None = None,
     ) -> None:
-        """Dead-letter a record; seeing the same failure again bumps attempts and last_seen."""
+        """Dead-letter a record; seeing the same failure again bumps attempts and last_seen.
+
+        ``request_digest``: of a request the other side refused, so it is not sent again as is.
+        """
         t = models.dead_letters
         now = utcnow()
         stmt = _insert(self.conn, t).values(
@@ -362,6 +373,7 @@ class StateTx:
             last_seen=now,
             attempts=1,
             status="open",
+            request_digest=request_digest,
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.source, t.c.record_key, t.c.rule],
@@ -371,9 +383,39 @@ class StateTx:
                 "last_seen": stmt.excluded.last_seen,
                 "attempts": t.c.attempts + 1,
                 "status": "open",
+                "request_digest": stmt.excluded.request_digest,
             },
         )
         self.conn.execute(stmt)
+
+    def refused_requests(self, source: str, record_keys: Iterable[str]) -> dict[str, set[str]]:
+        """Digests of the requests refused for good for these records, per record key (open
+        dead letters only: a resolved one was fixed, or replayed)."""
+        t = models.dead_letters
+        keys = list(record_keys)
+        if not keys:
+            return {}
+        rows = self.conn.execute(
+            sa.select(t.c.record_key, t.c.request_digest).where(
+                t.c.source == source,
+                t.c.status == "open",
+                t.c.request_digest.is_not(None),
+                t.c.record_key.in_(keys),
+            )
+        )
+        refused: dict[str, set[str]] = {}
+        for key, digest in rows:
+            refused.setdefault(key, set()).add(digest)
+        return refused
+
+    # --- installation facts ------------------------------------------------------------
+    def instance_id(self) -> str:
+        """This installation's random id (made by migration 0006)."""
+        t = models.state_meta
+        value = self.conn.scalar(sa.select(t.c.value).where(t.c.key == "instance_id"))
+        if value is None:
+            raise RuntimeError("state database has no instance_id: run the migrations")
+        return value
 
     def open_dead_letters(self, source: str | None = None) -> list[dict[str, Any]]:
         t = models.dead_letters

@@ -50,16 +50,24 @@ class ValidationReport:
         return text
 
 
-def jsonable(value: Any) -> Any:
-    """Decimals and times as strings, so a dead letter keeps exact values in its JSON column."""
+# Deeper than this, a dead letter keeps a marker instead of the rest: the JSON encoders (and
+# Python's recursion limit) give up around a thousand levels, and no person reads past ten.
+MAX_KEPT_DEPTH = 64
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """Decimals and times as strings, so a dead letter keeps exact values in its JSON column;
+    anything nested deeper than ``MAX_KEPT_DEPTH`` levels is cut, with a marker saying so."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, dict | list | tuple) and _depth >= MAX_KEPT_DEPTH:
+        return f"<cut: nested deeper than {MAX_KEPT_DEPTH} levels>"
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, _depth + 1) for v in value]
     return value
 
 
