@@ -43,7 +43,8 @@ class ERPUnavailable(ERPError, requests.RequestException):
 
 @dataclass(frozen=True)
 class ERPReceipt:
-    erp_order_id: str
+    # None only when the ERP answered 409 (it has the order) without saying its number.
+    erp_order_id: str | None
     duplicate: bool
 
 
@@ -105,6 +106,8 @@ class ERPClient:
         except requests.RequestException as exc:
             reason, attempts = transport_failure(exc, self.settings.max_retries)
             raise ERPUnavailable(None, reason, attempts=attempts) from exc
+        if response.status_code == 409 and method == "POST":
+            return response  # "already there": the caller reads it as a duplicate
         if response.status_code >= 400:
             transient = response.status_code == 429 or response.status_code >= 500
             error_class = ERPUnavailable if transient else ERPError
@@ -117,6 +120,11 @@ class ERPClient:
     def submit_order(self, payload: dict[str, Any], *, idempotency_key: str) -> ERPReceipt:
         """Send one order; ``duplicate`` when the ERP already had it (a retry, or a replay)."""
         response = self._send("POST", json=payload, headers={"Idempotency-Key": idempotency_key})
+        if response.status_code == 409:
+            # The ERP has this order already (a retry after a lost answer, or a replay): done.
+            body = _json_or_none(response)
+            number = body.get("erp_order_id") if isinstance(body, dict) else None
+            return ERPReceipt(erp_order_id=number, duplicate=True)
         if response.status_code not in (200, 201):
             raise ERPError(response.status_code, f"unexpected answer {response.text[:200]!r}")
         body = response.json()
@@ -127,3 +135,10 @@ class ERPClient:
 
     def check_credentials(self) -> None:
         self._send("GET")
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,14 @@ from stripe_sitecore.clients.stripe_gateway import (
     StripeGateway,
     idempotency_key,
 )
-from stripe_sitecore.flows.common import BACKEND, RunSummary, Window, run_each
+from stripe_sitecore.flows.common import (
+    BACKEND,
+    RunSummary,
+    Window,
+    quarantine,
+    quarantine_refusal,
+    run_each,
+)
 from stripe_sitecore.mapping import Mapping, MappingError, MappingResult, Problem, load_mapping
 from stripe_sitecore.mapping.address import clean
 from stripe_sitecore.mapping.paths import Path, is_missing
@@ -417,20 +424,6 @@ class CustomerSyncSummary(RunSummary):
     conflicts: int = 0
     deactivated: int = 0
     unlinked: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, **amounts: int) -> None:
-        with self._lock:
-            for name, amount in amounts.items():
-                setattr(self, name, getattr(self, name) + amount)
-
-    def as_dict(self) -> dict[str, int]:
-        # Not dataclasses.asdict: it would deep-copy the lock.
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in ("failures", "_lock")
-        }
 
 
 @dataclass
@@ -557,18 +550,28 @@ class _CustomerSync:
         )
 
         pairs, new_users, stripe_only = self._validate(pairs, new_users, stripe_only, customers)
-        run_each(pairs, self._write_pair, lambda p: f"user {p.user['ID']}", self.summary)
+        run_each(
+            pairs,
+            self._write_pair,
+            lambda p: f"user {p.user['ID']}",
+            self.summary,
+            on_refused=lambda p, exc: self._refused(SOURCE_USERS, p.user["ID"], p.user, exc),
+        )
         run_each(
             new_users,
             lambda item: self._link_new_user(*item),
             lambda item: f"user {item[0]['ID']}",
             self.summary,
+            on_refused=lambda item, exc: self._refused(SOURCE_USERS, item[0]["ID"], item[0], exc),
         )
         run_each(
             departures,
             lambda item: self._depart(*item),
             lambda item: f"user {item[1].user_id}",
             self.summary,
+            on_refused=lambda item, exc: self._refused(
+                SOURCE_USERS, item[1].user_id, item[2] or {"ID": item[1].user_id}, exc
+            ),
         )
         # After the users: a new user and a new customer with one email are paired once.
         by_email: dict[str, list[dict[str, Any]]] = {}
@@ -579,6 +582,9 @@ class _CustomerSync:
             lambda customer: self._adopt_customer(customer, users, by_email),
             lambda customer: f"customer {customer['id']}",
             self.summary,
+            on_refused=lambda customer, exc: self._refused(
+                SOURCE_CUSTOMERS, customer["id"], customer, exc
+            ),
         )
         self._finish()
 
@@ -686,7 +692,13 @@ class _CustomerSync:
             with lock:
                 found[customer_id] = customer
 
-        run_each(sorted(wanted), read, lambda cid: f"customer {cid}", self.summary)
+        run_each(
+            sorted(wanted),
+            read,
+            lambda cid: f"customer {cid}",
+            self.summary,
+            on_refused=lambda cid, exc: self._refused(SOURCE_CUSTOMERS, cid, {"id": cid}, exc),
+        )
         return found
 
     # --- deciding ---
@@ -1137,16 +1149,19 @@ class _CustomerSync:
 
     # --- bookkeeping ---
     def _quarantine(self, source, key, record, rule, reason) -> None:
-        with self.store.begin() as tx:
-            tx.quarantine(
-                source=source,
-                record_key=key,
-                record=jsonable(record),
-                rule=rule or "mapping",
-                reason=reason or "rejected by the mapping",
-            )
-        log.warning("%s %s quarantined (%s): %s", source, key, rule, reason)
-        self.summary.count(quarantined=1)
+        quarantine(
+            self.store,
+            self.summary,
+            source=source,
+            key=key,
+            record=record,
+            rule=rule,
+            reason=reason,
+        )
+
+    def _refused(self, source: str, key: str, record: Any, error: BaseException) -> None:
+        """A write or read the other side refused for good: a dead letter, not a retry."""
+        quarantine_refusal(self.store, self.summary, error, source=source, key=key, record=record)
 
     def _mark_in_step(self, source: str, key: str) -> None:
         with self._in_step_lock:

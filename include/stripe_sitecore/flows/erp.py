@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from stripe_sitecore.clients.erp import ERPClient, ERPError
+from stripe_sitecore.clients.erp import ERPClient
 from stripe_sitecore.clients.ordercloud import OrderCloudClient
-from stripe_sitecore.flows.common import BACKEND, RETRYABLE_ERRORS, RunSummary, run_each
+from stripe_sitecore.errors import API_ERRORS, ConfigurationError, ErrorKind, classify, refusal
+from stripe_sitecore.flows.common import BACKEND, RunSummary, run_each
 from stripe_sitecore.flows.order_to_cash import ERP_TOPIC
 from stripe_sitecore.mapping import load_mapping
 from stripe_sitecore.store.state import OutboxMessage, StateStore
@@ -50,8 +51,8 @@ def drain_erp_outbox(
         message = by_order[order_id]
         try:
             order = ordercloud.get_order(order_id)
-        except RETRYABLE_ERRORS as exc:
-            _failed(message, exc, store, summary, max_attempts)
+        except API_ERRORS as exc:
+            _delivery_error(message, message.payload, exc, store, summary, max_attempts)
             return
         orders[order_id] = order
         result = mapping.apply(order)
@@ -75,12 +76,8 @@ def drain_erp_outbox(
             receipt = erp.submit_order(
                 payloads[order_id], idempotency_key=f"erp-order:{BACKEND}:{order_id}"
             )
-        except RETRYABLE_ERRORS as exc:
-            _failed(message, exc, store, summary, max_attempts)
-            return
-        except ERPError as exc:
-            # The ERP refused the order itself (4xx): a retry would be refused the same way.
-            _dead(message, orders[order_id], "erp.refused", str(exc), store, summary)
+        except API_ERRORS as exc:
+            _delivery_error(message, orders[order_id], exc, store, summary, max_attempts)
             return
         with store.begin() as tx:
             tx.finish_message(message.id)
@@ -94,6 +91,27 @@ def drain_erp_outbox(
 
     run_each(sorted(payloads), submit, lambda oid: f"order {oid}", summary)
     return summary
+
+
+def _delivery_error(
+    message: OutboxMessage,
+    record: dict[str, Any],
+    error: BaseException,
+    store: StateStore,
+    summary: RunSummary,
+    max_attempts: int,
+) -> None:
+    """What an API error means for one message: try again later, a dead letter now (the ERP or
+    OrderCloud refused it: a retry would be refused the same way), or stop the task (the
+    credentials are wrong for every message)."""
+    kind = classify(error)
+    if kind is ErrorKind.CONFIG:
+        raise ConfigurationError(f"order {message.payload['order_id']}: {error}") from error
+    if kind is ErrorKind.FINAL:
+        refused = refusal(error)
+        _dead(message, record, refused.rule, refused.reason, store, summary)
+    else:
+        _failed(message, error, store, summary, max_attempts)
 
 
 def _failed(
