@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -19,6 +21,24 @@ RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 # A server asking for more than this is treated as down for now; the Airflow task retry,
 # minutes later, is the better place to wait.
 RETRY_AFTER_MAX_SECONDS = 60
+
+
+class InvalidId(ValueError):
+    """An id from outside (Stripe metadata, a webhook body, a replay) that cannot be an id of
+    the system it is meant for. Refused before any request is made: a retry cannot cure it."""
+
+    def __init__(self, system: str, what: str, value: Any, rule: str):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        super().__init__(f"{shown} is not a valid {system} {what} id ({rule})")
+        self.system, self.what, self.value = system, what, value
+
+
+def path_segment(value: Any, *, system: str, what: str, pattern: re.Pattern[str], rule: str) -> str:
+    """``value`` checked against the system's id ``pattern`` and percent-encoded for a URL path,
+    so that no id can step out of its place in the path (``../``, ``?``, ``#``, ``/``)."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidId(system, what, value, rule)
+    return quote(value, safe="")
 
 
 @dataclass(frozen=True)

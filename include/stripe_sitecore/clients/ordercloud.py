@@ -9,6 +9,7 @@ raised as an ``OrderCloudError`` subclass, never as a bare transport exception.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ import requests
 from stripe_sitecore.clients.http import (
     RetryNotice,
     attempts_made,
+    path_segment,
     retrying_session,
     transport_failure,
 )
@@ -34,6 +36,10 @@ MAX_PAGE_NUMBER = 30
 TOKEN_REFRESH_MARGIN_SECONDS = 60
 # The token endpoint's own transient failures; anything else from it means the credentials.
 RETRYABLE_TOKEN_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+# OrderCloud IDs: "can only contain characters Aa-Zz, 0-9, -, and _" (at most 100 of them).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
+ID_RULE = "letters, digits, - and _ only, at most 100"
 
 # Money travels as JSON numbers; encode and decode them as Decimal so no float ever touches them.
 _json_encoder = msgspec.json.Encoder(decimal_format="number")
@@ -107,6 +113,14 @@ def _error_class(status: int) -> type[OrderCloudError]:
     if status >= 500:
         return OrderCloudUnavailable
     return _ERRORS_BY_STATUS.get(status, OrderCloudError)
+
+
+def segment(value: Any, what: str) -> str:
+    """An OrderCloud id for a URL path: checked (``InvalidId`` if it cannot be one) and encoded.
+
+    Ids reach the paths from outside (PaymentIntent metadata, webhook bodies, replays): an order
+    id ``../../buyers/b/users/u`` must never turn a PATCH of an order into one of a user."""
+    return path_segment(value, system="OrderCloud", what=what, pattern=ID_PATTERN, rule=ID_RULE)
 
 
 def format_filter_value(value: Any) -> str:
@@ -351,22 +365,25 @@ class OrderCloudClient:
             page += 1
 
     # --- orders and payments ------------------------------------------------------------
+    def _orders_path(self) -> str:
+        return f"/orders/{segment(self.settings.order_direction, 'order direction')}"
+
+    def _order_path(self, order_id: str) -> str:
+        return f"{self._orders_path()}/{segment(order_id, 'order')}"
+
     def list_orders(self, filters: Filters | None = None) -> Iterator[dict[str, Any]]:
-        return self.iter_list(f"/orders/{self.settings.order_direction}", filters)
+        return self.iter_list(self._orders_path(), filters)
 
     def get_order(self, order_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/orders/{self.settings.order_direction}/{order_id}")
+        return self.request("GET", self._order_path(order_id))
 
     def patch_order(self, order_id: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.request(
-            "PATCH", f"/orders/{self.settings.order_direction}/{order_id}", json=patch
-        )
+        return self.request("PATCH", self._order_path(order_id), json=patch)
 
     def create_payment(self, order_id: str, payment: dict[str, Any]) -> bool:
         """Create the payment; False if a payment with that ID already exists."""
-        path = f"/orders/{self.settings.order_direction}/{order_id}/payments"
         try:
-            self.request("POST", path, json=payment)
+            self.request("POST", f"{self._order_path(order_id)}/payments", json=payment)
         except OrderCloudAlreadyExists:
             return False
         return True
@@ -375,25 +392,22 @@ class OrderCloudClient:
         self, order_id: str, payment_id: str, transaction: dict[str, Any]
     ) -> bool:
         """Add a transaction to a payment; False if one with that ID already exists."""
-        path = (
-            f"/orders/{self.settings.order_direction}/{order_id}/payments/{payment_id}/transactions"
-        )
+        path = f"{self._order_path(order_id)}/payments/{segment(payment_id, 'payment')}"
         try:
-            self.request("POST", path, json=transaction)
+            self.request("POST", f"{path}/transactions", json=transaction)
         except OrderCloudAlreadyExists:
             return False
         return True
 
     def list_payments(self, order_id: str) -> list[dict[str, Any]]:
-        path = f"/orders/{self.settings.order_direction}/{order_id}/payments"
-        return list(self.iter_list(path))
+        return list(self.iter_list(f"{self._order_path(order_id)}/payments"))
 
     # --- buyer users ----------------------------------------------------------------------
     def _users_path(self, buyer_id: str | None) -> str:
         buyer = buyer_id or self.settings.buyer_id
         if not buyer:
             raise ValueError("no buyer: set buyer_id in the OrderCloud connection's extra")
-        return f"/buyers/{buyer}/users"
+        return f"/buyers/{segment(buyer, 'buyer')}/users"
 
     def list_users(
         self, filters: Filters | None = None, *, buyer_id: str | None = None
@@ -403,7 +417,7 @@ class OrderCloudClient:
         return self.iter_list(self._users_path(buyer_id), filters)
 
     def get_user(self, user_id: str, *, buyer_id: str | None = None) -> dict[str, Any]:
-        return self.request("GET", f"{self._users_path(buyer_id)}/{user_id}")
+        return self.request("GET", f"{self._users_path(buyer_id)}/{segment(user_id, 'user')}")
 
     def create_user(self, user: dict[str, Any], *, buyer_id: str | None = None) -> dict[str, Any]:
         """Create a buyer user; give it an ``ID`` so a retry meets ``OrderCloudAlreadyExists``
@@ -413,11 +427,12 @@ class OrderCloudClient:
     def patch_user(
         self, user_id: str, patch: dict[str, Any], *, buyer_id: str | None = None
     ) -> dict[str, Any]:
-        return self.request("PATCH", f"{self._users_path(buyer_id)}/{user_id}", json=patch)
+        path = f"{self._users_path(buyer_id)}/{segment(user_id, 'user')}"
+        return self.request("PATCH", path, json=patch)
 
     def check_credentials(self) -> None:
         """A token plus one read that needs an order role."""
-        self.request("GET", f"/orders/{self.settings.order_direction}", params={"pageSize": 1})
+        self.request("GET", self._orders_path(), params={"pageSize": 1})
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -50,9 +50,11 @@ METADATA_USER_ID = "sitecore_user_id"
 
 
 def idempotency_key(operation: str, sitecore_id: str, version: str | int) -> str:
-    """``operation:sitecore_id:version``, hashed when it would exceed Stripe's 255 characters."""
+    """``operation:sitecore_id:version``, hashed when it would exceed Stripe's 255 characters
+    or is not plain printable ASCII (the key is an HTTP header: an order id in another script
+    must not make the request unsendable)."""
     key = f"{operation}:{sitecore_id}:{version}"
-    if len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+    if len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH and key.isascii() and key.isprintable():
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()
     return f"{operation[:100]}:{digest}"
@@ -331,15 +333,20 @@ class StripeGateway:
 
     # --- PaymentIntents ---------------------------------------------------------------
     def create_payment_intent(
-        self, params: dict[str, Any], *, key: str, look_up_after: datetime | None = None
+        self,
+        params: dict[str, Any],
+        *,
+        key: str,
+        look_up_after: datetime | None = None,
+        accept: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """Create a PaymentIntent with the idempotency key ``key``.
 
         ``look_up_after`` is the earliest time this key may first have been sent (say, the
         order's submission). When that is close to Stripe's 24 h key memory, the key may be
         forgotten and would create a second PaymentIntent, so one with the same
-        ``metadata.sitecore_order_id`` (and ``sitecore_backend``) is looked up first and
-        returned if found.
+        ``metadata.sitecore_order_id`` (and ``sitecore_backend``) that ``accept`` takes for
+        ours is looked up first and returned if found.
         """
         if look_up_after is not None and self.key_may_be_forgotten(look_up_after):
             metadata = params.get("metadata") or {}
@@ -349,7 +356,7 @@ class StripeGateway:
                     f"look_up_after needs metadata.{METADATA_ORDER_ID} to look the order up by"
                 )
             found = self.find_payment_intent_by_order(
-                order_id, metadata.get(METADATA_BACKEND), created_gte=look_up_after
+                order_id, metadata.get(METADATA_BACKEND), created_gte=look_up_after, accept=accept
             )
             if found is not None:
                 log.info("order %s already has %s (found by metadata)", order_id, found["id"])
@@ -389,8 +396,10 @@ class StripeGateway:
         backend: str | None = None,
         *,
         created_gte: datetime | int | None = None,
+        accept: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any] | None:
-        """The PaymentIntent whose metadata names this Sitecore order, or None.
+        """The PaymentIntent whose metadata names this Sitecore order (and that ``accept``, if
+        given, takes), or None.
 
         Uses the Search API (``metadata['sitecore_order_id']:'...'``), which trails writes by
         up to a minute: fine for the 24 h case it exists for. Where search is missing (some
@@ -401,6 +410,8 @@ class StripeGateway:
         if backend:
             wanted[METADATA_BACKEND] = backend
         matches = self._find_by_metadata("payment_intents", wanted, created_gte)
+        if accept is not None:
+            matches = [pi for pi in matches if accept(pi)]
         if not matches:
             return None
         matches.sort(key=lambda pi: (pi.get("status") != "canceled", pi.get("created", 0)))
