@@ -19,10 +19,13 @@ log = logging.getLogger(__name__)
 def replay_ordercloud_orders(
     letters: list[DeadLetter], ctx: ReplayContext
 ) -> Mapping[int, Outcome]:
-    """``ordercloud.orders``: fetch each order by id and push it with ``push_orders``."""
+    """``ordercloud.orders``: fetch each order by id and push it with ``push_orders``.
+
+    A replay sends a create Stripe refused before even if the order did not change: the fix may
+    have been made in Stripe (a payment method enabled, an account setting)."""
     from stripe_sitecore.clients.ordercloud import OrderCloudNotFound
+    from stripe_sitecore.errors import API_ERRORS, ErrorKind, classify
     from stripe_sitecore.flows import order_to_cash
-    from stripe_sitecore.flows.common import RETRYABLE_ERRORS
 
     started = utcnow()
     outcomes: dict[int, Outcome] = {}
@@ -33,19 +36,59 @@ def replay_ordercloud_orders(
         except OrderCloudNotFound:
             gone = Outcome("failed", f"order {key} not found in OrderCloud")
             outcomes.update({letter.id: gone for letter in letters if letter.record_key == key})
-        except RETRYABLE_ERRORS as exc:
-            error = Outcome("failed", f"reading order {key}: {exc}", retryable=True)
+        except API_ERRORS as exc:
+            retryable = classify(exc) is ErrorKind.RETRY
+            error = Outcome("failed", f"reading order {key}: {exc}", retryable=retryable)
             outcomes.update({letter.id: error for letter in letters if letter.record_key == key})
 
     summary = order_to_cash.push_orders(
-        list(orders.values()), ctx.ordercloud, ctx.stripe, ctx.store
+        list(orders.values()), ctx.ordercloud, ctx.stripe, ctx.store, replay=True
     )
-    # push_orders reports a record's retryable failure as "order <id>: <error>".
+    return _outcomes(letters, ctx, started, outcomes, _failures_by_key(summary, "order "))
+
+
+def replay_stripe_payment_intents(
+    letters: list[DeadLetter], ctx: ReplayContext
+) -> Mapping[int, Outcome]:
+    """``stripe.payment_intents``: bring each order in step with its PaymentIntent again, on
+    the payment flow's own path (after a person linked, refunded or corrected something)."""
+    from stripe_sitecore.errors import API_ERRORS, ErrorKind, classify
+    from stripe_sitecore.flows import order_to_cash
+
+    started = utcnow()
+    outcomes: dict[int, Outcome] = {}
+    failures: dict[str, str] = {}
+    for key in sorted({letter.record_key for letter in letters}):
+        try:
+            order_to_cash.apply_payment_intent(key, ctx.stripe, ctx.ordercloud, ctx.store)
+        except API_ERRORS as exc:
+            if classify(exc) is ErrorKind.RETRY:
+                failures[key] = str(exc)
+            else:
+                refused = Outcome("failed", f"{key}: {exc}")
+                outcomes.update(
+                    {letter.id: refused for letter in letters if letter.record_key == key}
+                )
+    return _outcomes(letters, ctx, started, outcomes, failures)
+
+
+def _failures_by_key(summary, prefix: str) -> dict[str, str]:
+    """A flow reports a record's retryable failure as ``"<prefix><key>: <error>"``."""
     failures = {}
     for failure in summary.failures:
         what, _, error = failure.partition(": ")
-        failures[what.removeprefix("order ")] = error
+        failures[what.removeprefix(prefix)] = error
+    return failures
 
+
+def _outcomes(
+    letters: list[DeadLetter],
+    ctx: ReplayContext,
+    started,
+    outcomes: dict[int, Outcome],
+    failures: dict[str, str],
+) -> dict[int, Outcome]:
+    """Each replayed letter's outcome, from what the flow quarantined since ``started``."""
     with ctx.store.begin() as tx:
         for letter in letters:
             if letter.id in outcomes:

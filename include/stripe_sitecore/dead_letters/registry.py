@@ -9,5 +9,6 @@ from __future__ import annotations
 
 REPLAY_HANDLERS: dict[str, str] = {
     "ordercloud.orders": "stripe_sitecore.dead_letters.handlers:replay_ordercloud_orders",
+    "stripe.payment_intents": "stripe_sitecore.dead_letters.handlers:replay_stripe_payment_intents",
 }
 REPLAYABLE_SOURCES = tuple(sorted(REPLAY_HANDLERS))

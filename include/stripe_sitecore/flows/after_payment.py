@@ -16,18 +16,20 @@ from typing import Any
 
 from stripe_sitecore.clients.ordercloud import OrderCloudClient
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
-from stripe_sitecore.flows.common import BACKEND, RunSummary
+from stripe_sitecore.errors import API_ERRORS, ErrorKind, classify, request_digest
+from stripe_sitecore.flows.common import BACKEND, RunSummary, quarantine, quarantine_refusal
 from stripe_sitecore.mapping import Mapping, load_mapping
 from stripe_sitecore.mapping.paths import Path
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.store.state import OrderLink, StateStore
-from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
+from stripe_sitecore.validation import quarantine_failures, validate_batch
 
 log = logging.getLogger(__name__)
 
 SOURCE_REFUNDS = "ordercloud.refund_requests"
 REFUND_MAPPING = "ordercloud_refund_request_to_stripe_refund"
 CANCEL_REQUEST_ID = "order-canceled"
+DEFAULT_CLOSED_STATUSES = ("Canceled", "Declined")
 TERMINAL_REFUND_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 RISKY_LEVELS = frozenset({"elevated", "highest"})
 RISKY_OUTCOMES = frozenset({"manual_review", "blocked"})
@@ -36,12 +38,21 @@ RISKY_OUTCOMES = frozenset({"manual_review", "blocked"})
 # --- Sitecore -> Stripe ------------------------------------------------------------------
 
 
+def order_closed(order: dict[str, Any], mapping: Mapping | None = None) -> bool:
+    """Whether the order will not be fulfilled (canceled, or declined by its approver): its
+    PaymentIntent is canceled if nothing was captured, else refunded as ``refund_on_cancel``
+    says. The statuses are the refund mapping's ``closed_order_statuses``."""
+    mapping = mapping or load_mapping(REFUND_MAPPING)
+    closed = mapping.settings.get("closed_order_statuses", DEFAULT_CLOSED_STATUSES)
+    return order.get("Status") in closed
+
+
 def refund_requests(order: dict[str, Any], mapping: Mapping) -> list[dict[str, Any]]:
     """The order's refund requests, plus a whole-remainder request if it was canceled."""
     field = mapping.settings.get("refund_requests_field", "xp.RefundRequests")
     found = Path.parse(field).get(order)
     requests = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
-    if order.get("Status") == "Canceled" and mapping.settings.get("refund_on_cancel", True):
+    if order_closed(order, mapping) and mapping.settings.get("refund_on_cancel", True):
         requests.append({"ID": CANCEL_REQUEST_ID, "Reason": "CustomerRequest"})
     return requests
 
@@ -68,6 +79,10 @@ def refund_from_sitecore(
     remaining = charge["amount_captured"] - charge["amount_refunded"]
     to_refund: dict[str, dict[str, Any]] = {}
     by_key: dict[str, dict[str, Any]] = {}
+    with store.begin() as tx:
+        refused = tx.refused_requests(
+            SOURCE_REFUNDS, [f"{order_id}:{r.get('ID')}" for r in requests]
+        )
     for request in sorted(requests, key=lambda r: str(r.get("ID"))):
         result = mapping.apply({"Order": order, "Request": request})
         key = f"{order_id}:{request.get('ID')}"
@@ -95,6 +110,10 @@ def refund_from_sitecore(
                 summary,
             )
             continue
+        if request_digest(params) in refused.get(key, ()):
+            log.warning("refund request %s: Stripe refused it before as it is; not sent again "
+                        "(replay its dead letter after a fix)", key)  # fmt: skip
+            continue
         remaining -= params["amount"]
         to_refund[key] = params
 
@@ -107,10 +126,24 @@ def refund_from_sitecore(
         for key in report.passed:
             params = to_refund[key]
             request_id = params["metadata"]["sitecore_refund_request_id"]
-            refund = stripe_gateway.create_refund(
-                {**params, "payment_intent": link.payment_intent_id},
-                key=idempotency_key("refund", f"{BACKEND}:{order_id}", request_id),
-            )
+            try:
+                refund = stripe_gateway.create_refund(
+                    {**params, "payment_intent": link.payment_intent_id},
+                    key=idempotency_key("refund", f"{BACKEND}:{order_id}", request_id),
+                )
+            except API_ERRORS as exc:
+                if classify(exc) is not ErrorKind.FINAL:
+                    raise
+                quarantine_refusal(
+                    store,
+                    summary,
+                    exc,
+                    source=SOURCE_REFUNDS,
+                    key=key,
+                    record=by_key[key],
+                    request_digest=request_digest(params),
+                )
+                continue
             log.info("order %s: refund %s of %s minor units for request %s", order_id,
                      refund["id"], params["amount"], request_id)  # fmt: skip
             summary.updated += 1
@@ -118,16 +151,15 @@ def refund_from_sitecore(
 
 
 def _quarantine(store, record_key, record, rule, reason, summary) -> None:
-    with store.begin() as tx:
-        tx.quarantine(
-            source=SOURCE_REFUNDS,
-            record_key=record_key,
-            record=jsonable(record),
-            rule=rule or "mapping",
-            reason=reason or "rejected by the mapping",
-        )
-    log.warning("refund request %s quarantined (%s): %s", record_key, rule, reason)
-    summary.quarantined += 1
+    quarantine(
+        store,
+        summary,
+        source=SOURCE_REFUNDS,
+        key=record_key,
+        record=record,
+        rule=rule,
+        reason=reason,
+    )
 
 
 # --- Stripe -> Sitecore ------------------------------------------------------------------

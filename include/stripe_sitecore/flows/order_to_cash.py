@@ -13,14 +13,30 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient, OrderCloudNotFound
+from stripe_sitecore.clients.http import InvalidId
+from stripe_sitecore.clients.ordercloud import (
+    Filters,
+    OrderCloudClient,
+    OrderCloudNotFound,
+    segment,
+)
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, idempotency_key
+from stripe_sitecore.errors import ErrorKind, classify, request_digest
 from stripe_sitecore.flows import after_payment
-from stripe_sitecore.flows.common import BACKEND, RETRYABLE_ERRORS, RunSummary, Window, run_each
+from stripe_sitecore.flows.common import (
+    BACKEND,
+    RETRYABLE_ERRORS,
+    RunSummary,
+    Window,
+    quarantine,
+    quarantine_refusal,
+    run_each,
+)
 from stripe_sitecore.mapping import Mapping, MappingResult, load_mapping
-from stripe_sitecore.money import from_minor_units
+from stripe_sitecore.money import MoneyError, from_minor_units, to_minor_units
+from stripe_sitecore.provenance import METADATA_STAMP, made_by_us, stamp
 from stripe_sitecore.store.state import ORDER_STATE_RANK, OrderLink, StateStore
-from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
+from stripe_sitecore.validation import quarantine_failures, validate_batch
 from stripe_sitecore.webhooks.events import SOURCE_ORDERCLOUD as WEBHOOK_SOURCE_ORDERCLOUD
 from stripe_sitecore.webhooks.events import SOURCE_STRIPE as WEBHOOK_SOURCE_STRIPE
 
@@ -67,6 +83,9 @@ PAYMENT_EVENT_TYPES = (
 
 # Ledger states in which the customer has not paid, so the PaymentIntent may still change.
 UNPAID_STATES = frozenset({"awaiting_payment", "payment_failed", "requires_action"})
+# Ledger states in which nothing was captured: canceling the PaymentIntent ends it (an
+# authorization is released).
+CANCELABLE_STATES = UNPAID_STATES | {"authorized"}
 # Ledger states in which the money was captured (the OrderCloud payment exists).
 PAID_STATES = frozenset({"paid", "partially_refunded", "refunded"})
 
@@ -126,17 +145,30 @@ def push_orders(
     ordercloud: OrderCloudClient,
     stripe_gateway: StripeGateway,
     store: StateStore,
+    *,
+    replay: bool = False,
 ) -> RunSummary:
     """Decide and do, per order: create, update or cancel its PaymentIntent, skip or quarantine.
 
-    The one code path for scheduled runs, backfills and dead-letter replays.
+    The one code path for scheduled runs, backfills and dead-letter replays. A create Stripe
+    refused for good is not sent again with the same parameters, except by a ``replay``.
     """
     summary = RunSummary()
     mapping = load_mapping(ORDER_MAPPING)
-    by_id = {order["ID"]: order for order in orders}
-    summary.read = len(by_id)
+    by_id: dict[str, dict[str, Any]] = {}
+    for order in orders:
+        problem = _id_problem(order)
+        if problem is not None:
+            quarantine_refusal(
+                store, summary, problem, source=SOURCE_ORDERS, key=order.get("ID"), record=order
+            )
+        else:
+            by_id[order["ID"]] = order
+    summary.read = len(by_id) + summary.quarantined
     with store.begin() as tx:
         links = {oid: link for oid in by_id if (link := tx.get_order_link(BACKEND, oid))}
+        refused = tx.refused_requests(SOURCE_ORDERS, [oid for oid in by_id if oid not in links])
+        instance_id = tx.instance_id()
 
     new_orders: dict[str, dict[str, Any]] = {}
     linked_work: list[tuple[dict[str, Any], OrderLink, MappingResult]] = []
@@ -150,39 +182,72 @@ def push_orders(
         elif result.outcome == "reject":
             _quarantine_order(order, result.rule, result.reason, store, summary)
         else:
-            new_orders[order_id] = result.payload
+            payload = result.payload
+            payload.setdefault("metadata", {})[METADATA_STAMP] = stamp(
+                instance_id, BACKEND, order_id
+            )
+            if request_digest(payload) in refused.get(order_id, ()) and not replay:
+                log.warning(
+                    "order %s: Stripe refused this PaymentIntent before and the order has not "
+                    "changed; not sending it again (replay its dead letter after a fix)",
+                    order_id,
+                )
+                summary.skipped += 1
+                continue
+            new_orders[order_id] = payload
 
     passed = _validated(new_orders, by_id, store, summary)
     run_each(
         passed,
         lambda oid: _create_payment_intent(
-            by_id[oid], new_orders[oid], stripe_gateway, ordercloud, store, summary
+            by_id[oid], new_orders[oid], instance_id, stripe_gateway, ordercloud, store, summary
         ),
         lambda oid: f"order {oid}",
         summary,
+        on_refused=lambda oid, exc: quarantine_refusal(
+            store,
+            summary,
+            exc,
+            source=SOURCE_ORDERS,
+            key=oid,
+            record=by_id[oid],
+            request_digest=request_digest(new_orders[oid]),
+        ),
     )
     run_each(
         linked_work,
         lambda work: _update_linked_order(*work, stripe_gateway, ordercloud, store, summary),
         lambda work: f"order {work[0]['ID']}",
         summary,
+        on_refused=lambda work, exc: quarantine_refusal(
+            store, summary, exc, source=SOURCE_ORDERS, key=work[0]["ID"], record=work[0]
+        ),
     )
     return summary
+
+
+def _id_problem(order: dict[str, Any]) -> InvalidId | None:
+    """An order whose ID OrderCloud could not have given (ids come back to us in webhooks and
+    metadata): refused before anything is written anywhere."""
+    try:
+        segment(order.get("ID"), "order")
+    except InvalidId as exc:
+        return exc
+    return None
 
 
 def _quarantine_order(
     order: dict[str, Any], rule: str | None, reason: str | None, store: StateStore, summary
 ) -> None:
-    with store.begin() as tx:
-        tx.quarantine(
-            source=SOURCE_ORDERS,
-            record_key=order["ID"],
-            record=jsonable(order),
-            rule=rule or "mapping",
-            reason=reason or "rejected by the mapping",
-        )
-    log.warning("order %s quarantined (%s): %s", order["ID"], rule, reason)
-    summary.quarantined += 1
+    quarantine(
+        store,
+        summary,
+        source=SOURCE_ORDERS,
+        key=order["ID"],
+        record=order,
+        rule=rule,
+        reason=reason,
+    )
 
 
 def _validated(
@@ -205,6 +270,7 @@ def _validated(
 def _create_payment_intent(
     order: dict[str, Any],
     params: dict[str, Any],
+    instance_id: str,
     stripe_gateway: StripeGateway,
     ordercloud: OrderCloudClient,
     store: StateStore,
@@ -218,7 +284,11 @@ def _create_payment_intent(
         "create_payment_intent", f"{BACKEND}:{order['ID']}", order.get("DateSubmitted") or "v1"
     )
     payment_intent = stripe_gateway.create_payment_intent(
-        params, key=key, look_up_after=_submitted_at(order)
+        params,
+        key=key,
+        look_up_after=_submitted_at(order),
+        # Past Stripe's key memory, a PaymentIntent found by metadata is ours only if stamped.
+        accept=lambda found: made_by_us(found, instance_id, BACKEND, order["ID"]),
     )
     with store.begin() as tx:
         tx.link_order(
@@ -280,7 +350,7 @@ def _update_linked_order(
         order, link, stripe_gateway, store, summary
     ):
         return
-    if order.get("Status") == "Canceled":
+    if after_payment.order_closed(order):
         _cancel_unpaid(order, link, stripe_gateway, ordercloud, store, summary)
         return
     if result.outcome == "reject":
@@ -307,20 +377,31 @@ def _cancel_unpaid(
     store: StateStore,
     summary: RunSummary,
 ) -> None:
+    """A canceled or declined order: cancel its PaymentIntent if nothing was captured (an
+    authorization is released), so no PaymentIntent is left for the customer to pay."""
     order_id = order["ID"]
     changed = False
-    if link.state in UNPAID_STATES:
-        stripe_gateway.cancel_payment_intent(
-            link.payment_intent_id,
-            {"cancellation_reason": "abandoned"},
-            key=idempotency_key("cancel_payment_intent", f"{BACKEND}:{order_id}", 1),
-        )
+    if link.state in CANCELABLE_STATES:
+        current = stripe_gateway.retrieve_payment_intent(link.payment_intent_id)
+        if current["status"] in ("succeeded", "processing"):
+            # Paid meanwhile: the payment flow records it, then the refund settings apply.
+            log.info("order %s is %s but %s is %s: not canceled", order_id, order.get("Status"),
+                     link.payment_intent_id, current["status"])  # fmt: skip
+            summary.skipped += 1
+            return
+        if current["status"] != "canceled":
+            stripe_gateway.cancel_payment_intent(
+                link.payment_intent_id,
+                {"cancellation_reason": "abandoned"},
+                key=idempotency_key("cancel_payment_intent", f"{BACKEND}:{order_id}", 1),
+            )
         with store.begin() as tx:
             tx.advance_order_state(BACKEND, order_id, "canceled")
-        log.info("order %s canceled before payment: %s canceled", order_id, link.payment_intent_id)
+        log.info("order %s %s before capture: %s canceled", order_id, order.get("Status"),
+                 link.payment_intent_id)  # fmt: skip
         changed = True
     elif link.state != "canceled":
-        # Paid (or authorized) orders: refunds follow the refund settings, not a cancel.
+        # Captured: refunds follow the refund settings, not a cancel.
         summary.skipped += 1
         return
     if (order.get("xp") or {}).get("PaymentStatus") != "Canceled":
@@ -437,17 +518,30 @@ def _apply_events(
         done = tx.processed_event_ids(list(events))
     # One pass per PaymentIntent: its current state answers all of its events at once.
     by_payment_intent: dict[str | None, list[dict[str, Any]]] = {}
+    unreadable: list[dict[str, Any]] = []
     for event in sorted(events.values(), key=lambda e: e["created"]):
-        if event["id"] not in done:
+        if event["id"] in done:
+            continue
+        try:
             pi_id = _payment_intent_id(event, stripe_gateway)
-            by_payment_intent.setdefault(pi_id, []).append(event)
+        except RETRYABLE_ERRORS as exc:
+            if classify(exc) is not ErrorKind.FINAL:
+                summary.fail(f"event {event['id']}", exc, log)
+                continue
+            log.warning("event %s: its charge cannot be read (%s); not ours to apply",
+                        event["id"], exc)  # fmt: skip
+            unreadable.append(event)
+            continue
+        by_payment_intent.setdefault(pi_id, []).append(event)
     # Charges made without a PaymentIntent are not ours; remember their events as seen.
     unrelated = by_payment_intent.pop(None, [])
-    if unrelated:
+    if unrelated or unreadable:
         with store.begin() as tx:
             for event in unrelated:
                 _mark_processed(tx, event, "not_ours")
-    summary.skipped += len(events) - sum(map(len, by_payment_intent.values()))
+            for event in unreadable:
+                _mark_processed(tx, event, "unreadable")
+    summary.skipped += len(unrelated) + len(unreadable) + len(done & set(events))
     run_each(
         by_payment_intent.items(),
         lambda item: _apply_payment_intent(
@@ -455,8 +549,31 @@ def _apply_events(
         ),
         lambda item: f"payment intent {item[0]}",
         summary,
+        on_refused=lambda item, exc: _payment_refused(item[0], item[1], exc, store, summary),
     )
     return summary
+
+
+def _payment_refused(
+    payment_intent_id: str,
+    events: list[dict[str, Any]],
+    error: BaseException,
+    store: StateStore,
+    summary: RunSummary,
+) -> None:
+    """Applying a PaymentIntent was refused for good (say, an order id that cannot be an
+    OrderCloud id, or an xp OrderCloud will not take): a dead letter, and its events are done."""
+    quarantine_refusal(
+        store,
+        summary,
+        error,
+        source=SOURCE_PAYMENTS,
+        key=payment_intent_id,
+        record={"payment_intent": payment_intent_id, "events": [e["id"] for e in events]},
+    )
+    with store.begin() as tx:
+        for event in events:
+            _mark_processed(tx, event, "quarantined")
 
 
 def _apply_listed_payments(
@@ -481,6 +598,7 @@ def _apply_listed_payments(
         ),
         lambda pi_id: f"payment intent {pi_id}",
         summary,
+        on_refused=lambda pi_id, exc: _payment_refused(pi_id, [], exc, store, summary),
     )
     return summary
 
@@ -514,6 +632,8 @@ def apply_payment_intent(
     )
     if summary.created:
         return "paid"
+    if summary.quarantined:
+        return "quarantined"
     return "updated" if summary.updated else "no_change"
 
 
@@ -536,34 +656,41 @@ def _apply_payment_intent(
     if result.outcome == "skip":
         outcome = "not_ours"
     elif result.outcome == "reject":
-        with store.begin() as tx:
-            tx.quarantine(
-                source=SOURCE_PAYMENTS,
-                record_key=payment_intent_id,
-                record=jsonable(payment_intent),
-                rule=result.rule or "mapping",
-                reason=result.reason or "rejected by the mapping",
-            )
+        quarantine(
+            store,
+            summary,
+            source=SOURCE_PAYMENTS,
+            key=payment_intent_id,
+            record=payment_intent,
+            rule=result.rule,
+            reason=result.reason,
+        )
         outcome = "quarantined"
-        summary.quarantined += 1
     else:
         # Without events (backfills, replays) every kind of follow-up is checked.
         kinds = {_event_kind(e["type"]) for e in events}
         if look_everywhere:
             kinds |= {"refund", "dispute", "fraud"}
         outcome = _move_order_forward(
-            payment_intent, result.payload, kinds, mapping, stripe_gateway, ordercloud, store
+            payment_intent,
+            result.payload,
+            kinds,
+            mapping,
+            stripe_gateway,
+            ordercloud,
+            store,
+            summary,
         )
 
     with store.begin() as tx:
         for event in events:
             _mark_processed(tx, event, outcome)
     if outcome == "paid":
-        summary.created += 1
+        summary.count(created=1)
     elif outcome in {"no_change", "not_ours"}:
-        summary.skipped += 1
+        summary.count(skipped=1)
     elif outcome != "quarantined":
-        summary.updated += 1
+        summary.count(updated=1)
 
 
 def _event_kind(event_type: str) -> str:
@@ -586,6 +713,140 @@ def _mark_processed(tx, event: dict[str, Any], outcome: str) -> None:
     )
 
 
+def _own_link(
+    payment_intent: dict[str, Any],
+    order_id: str,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+    summary: RunSummary,
+) -> OrderLink | str:
+    """The order's ledger link if ``payment_intent`` is the order's own PaymentIntent; else
+    the outcome: ``quarantined`` (dead-lettered for a person, once per PaymentIntent) or
+    ``not_ours`` (it names an order the backend does not have).
+
+    Its own: the one the ledger links to the order; with no link yet, one that carries this
+    installation's stamp for the order (made by us, then the link was lost), which is adopted.
+    Anything else (a storefront's, a Dashboard user's, another app's or another installation's
+    PaymentIntent naming the order) leaves the order as it is.
+    """
+    with store.begin() as tx:
+        link = tx.get_order_link(BACKEND, order_id)
+        instance_id = tx.instance_id()
+    if link is not None and link.payment_intent_id == payment_intent["id"]:
+        return link
+    if link is None and made_by_us(payment_intent, instance_id, BACKEND, order_id):
+        with store.begin() as tx:
+            return tx.link_order(
+                backend=BACKEND,
+                order_id=order_id,
+                payment_intent_id=payment_intent["id"],
+                amount_minor=payment_intent["amount"],
+                currency=payment_intent["currency"],
+                stripe_customer_id=payment_intent.get("customer"),
+            )
+    try:
+        order = ordercloud.get_order(order_id)
+    except OrderCloudNotFound:
+        log.info("%s names order %s, which OrderCloud does not have: not ours",
+                 payment_intent["id"], order_id)  # fmt: skip
+        return "not_ours"
+    ours = link.payment_intent_id if link is not None else None
+    whose = f"its PaymentIntent is {ours}" if ours else "no PaymentIntent of ours is linked to it"
+    _hold_for_a_person(
+        payment_intent,
+        order,
+        "payment.not_the_orders_payment_intent",
+        f"{payment_intent['id']} ({_pi_money(payment_intent)}, {payment_intent['status']}) "
+        f"names order {order_id} ({_order_money(order)}) but is not the order's own "
+        f"PaymentIntent ({whose}); the order was left as it is",
+        store,
+        summary,
+        linked_payment_intent=ours,
+    )
+    return "quarantined"
+
+
+def _hold_for_a_person(
+    payment_intent: dict[str, Any],
+    order: dict[str, Any],
+    rule: str,
+    reason: str,
+    store: StateStore,
+    summary: RunSummary,
+    **details: Any,
+) -> None:
+    """A payment that must not move the order: a dead letter with the order, the PaymentIntent
+    and the difference, in the dead-letter view and the day's reconciliation."""
+    received = payment_intent.get("amount_received") or 0
+    currency = payment_intent["currency"]
+    total = _order_total_minor(order)
+    difference = None
+    if total is not None and (order.get("Currency") or "").lower() == currency:
+        difference = str(from_minor_units(received - total, currency))
+    quarantine(
+        store,
+        summary,
+        source=SOURCE_PAYMENTS,
+        key=payment_intent["id"],
+        record={
+            "order": {k: order.get(k) for k in ("ID", "Status", "Total", "Currency", "xp")},
+            "payment_intent": {
+                k: payment_intent.get(k)
+                for k in ("id", "status", "amount", "amount_received", "currency", "metadata")
+            },
+            "difference": difference,
+            **details,
+        },
+        rule=rule,
+        reason=reason,
+    )
+
+
+def _order_total_minor(order: dict[str, Any]) -> int | None:
+    try:
+        return to_minor_units(order.get("Total"), order.get("Currency") or "")
+    except (MoneyError, TypeError, ValueError):
+        return None
+
+
+def _order_money(order: dict[str, Any]) -> str:
+    return f"{order.get('Total')} {(order.get('Currency') or '?').upper()}"
+
+
+def _pi_money(payment_intent: dict[str, Any]) -> str:
+    currency = payment_intent["currency"]
+    amount = payment_intent.get("amount_received") or payment_intent["amount"]
+    return f"{from_minor_units(amount, currency)} {currency.upper()}"
+
+
+def _pays_the_total(
+    payment_intent: dict[str, Any],
+    order_id: str,
+    ordercloud: OrderCloudClient,
+    store: StateStore,
+    summary: RunSummary,
+) -> bool:
+    """Whether what Stripe received is exactly the order's total, in its currency, as the order
+    stands now; if not, the PaymentIntent is held for a person and the order is not paid."""
+    order = ordercloud.get_order(order_id)
+    total = _order_total_minor(order)
+    currency = (order.get("Currency") or "").lower()
+    received = payment_intent.get("amount_received")
+    if total is not None and (received, payment_intent["currency"]) == (total, currency):
+        return True
+    _hold_for_a_person(
+        payment_intent,
+        order,
+        "payment.amount_mismatch",
+        f"{payment_intent['id']} received {_pi_money(payment_intent)} but order {order_id} "
+        f"totals {_order_money(order)}; the order was not marked paid (refund or collect the "
+        "difference by hand, then replay)",
+        store,
+        summary,
+    )
+    return False
+
+
 def _move_order_forward(
     payment_intent: dict[str, Any],
     payload: dict[str, Any],
@@ -594,21 +855,13 @@ def _move_order_forward(
     stripe_gateway: StripeGateway,
     ordercloud: OrderCloudClient,
     store: StateStore,
+    summary: RunSummary,
 ) -> str:
     order_id = payload["order_id"]
+    link = _own_link(payment_intent, order_id, ordercloud, store, summary)
+    if isinstance(link, str):
+        return link
     state = _ledger_state(payment_intent)
-    with store.begin() as tx:
-        link = tx.get_order_link(BACKEND, order_id)
-        if link is None:
-            # Created outside our bookkeeping (or the link was lost): adopt it.
-            link = tx.link_order(
-                backend=BACKEND,
-                order_id=order_id,
-                payment_intent_id=payment_intent["id"],
-                amount_minor=payment_intent["amount"],
-                currency=payment_intent["currency"],
-                stripe_customer_id=payment_intent.get("customer"),
-            )
     moves = (
         state is not None
         and state != link.state
@@ -617,11 +870,14 @@ def _move_order_forward(
     if state is not None and not moves and state != link.state:
         log.info("order %s stays %s (Stripe says %s, an earlier state)", order_id, link.state,
                  state)  # fmt: skip
+    newly_paid = moves and state in PAID_STATES and link.state not in PAID_STATES
+    if newly_paid and not _pays_the_total(payment_intent, order_id, ordercloud, store, summary):
+        return "quarantined"
 
     outcome = "no_change"
     xp: dict[str, Any] = {}
     if moves:
-        if state in PAID_STATES and link.state not in PAID_STATES:
+        if newly_paid:
             # Each write is idempotent, so a crash between them is finished by the next run.
             ordercloud.create_payment(order_id, payload["payment"])
             ordercloud.create_payment_transaction(
@@ -663,7 +919,7 @@ def _move_order_forward(
                 state,
                 latest_charge_id=charge["id"] if isinstance(charge, dict) else None,
             )
-            if state in PAID_STATES and link.state not in PAID_STATES:
+            if newly_paid:
                 tx.enqueue(
                     ERP_TOPIC, f"{BACKEND}:{order_id}", _erp_message(order_id, payment_intent)
                 )

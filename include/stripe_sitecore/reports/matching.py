@@ -10,7 +10,9 @@ Matching keys: a Stripe object belongs to the order in its PaymentIntent's
 PaymentIntent (``order_links``). Items, one per:
 
 - captured charge created in the day (``charge``): ``orphan_charge`` (no order, or one OrderCloud
-  does not have), ``currency_mismatch``, ``amount_mismatch`` (captured amount vs the order's
+  does not have), ``not_the_orders_payment_intent`` (its PaymentIntent names the order but is not
+  the order's own: the ledger links another, or the payment flow held it for a person),
+  ``currency_mismatch``, ``amount_mismatch`` (captured amount vs the order's
   total), ``paid_in_stripe_not_sitecore``, else ``matched``: the first that holds;
 - refund created in the day (``refund``): ``refunded_in_stripe_only`` when Sitecore shows no
   refund, ``refunded_in_sitecore_only`` for a failed refund Sitecore counts, else ``matched``;
@@ -44,6 +46,7 @@ balance = models.recon_stage_balance_transactions
 payouts = models.recon_stage_payouts
 orders = models.recon_stage_orders
 links = models.order_links
+dead_letters = models.dead_letters
 outbox = models.outbox
 items = models.recon_items
 
@@ -163,10 +166,27 @@ def classify(
     return repo.category_counts(conn, day)
 
 
+def _not_the_orders(c: sa.Table, ledger: sa.Table) -> sa.ColumnElement[bool]:
+    """The charge's PaymentIntent names the order but is not the order's own: the ledger links
+    another one, or the payment flow held it for a person (see flows.order_to_cash)."""
+    held = sa.exists().where(
+        dead_letters.c.source == "stripe.payment_intents",
+        dead_letters.c.record_key == c.c.payment_intent_id,
+        dead_letters.c.rule == "payment.not_the_orders_payment_intent",
+        dead_letters.c.status == "open",
+    )
+    other_link = sa.and_(
+        ledger.c.payment_intent_id.is_not(None),
+        ledger.c.payment_intent_id != c.c.payment_intent_id,
+    )
+    return sa.or_(other_link, held)
+
+
 def _charge_items(conn: sa.Connection, day: date, backend: str) -> int:
     c, o, ledger = charges, orders, links
     category = sa.case(
         (sa.or_(o.c.order_id.is_(None), o.c.found.is_(False)), _text("orphan_charge")),
+        (_not_the_orders(c, ledger), _text("not_the_orders_payment_intent")),
         (c.c.currency != o.c.currency, _text("currency_mismatch")),
         (
             sa.or_(o.c.total_minor.is_(None), c.c.amount_captured != o.c.total_minor),

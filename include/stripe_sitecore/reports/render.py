@@ -57,6 +57,7 @@ COLOURS = dict(
             "#bcbd22",
             "#1f77b4",
             "#17becf",
+            "#7f3b08",
             "#2ca02c",
         ),
         strict=True,
@@ -94,6 +95,11 @@ def note(item: dict[str, Any]) -> str:
         if item.get("order_id"):
             return f"charge names order {item['order_id']}, which OrderCloud does not have"
         return "charge names no Sitecore order and our ledger links none"
+    if category == "not_the_orders_payment_intent":
+        return (
+            f"{item.get('payment_intent_id')} charged {stripe_money} naming the order, but it is "
+            "not the order's own PaymentIntent; the order was left unpaid (see dead letters)"
+        )
     if category == "currency_mismatch":
         return f"Stripe charged {stripe_money}; the order is in {sitecore_money}"
     if category == "amount_mismatch":

@@ -36,6 +36,7 @@ DISCREPANCIES = (
     "refunded_in_sitecore_only",
     "disputed",
     "orphan_charge",
+    "not_the_orders_payment_intent",
     "no_payment_intent",
 )
 INFORMATIONAL = ("matched", "awaiting_payment", "canceled", "payout_pending")

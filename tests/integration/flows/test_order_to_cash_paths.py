@@ -1,5 +1,6 @@
 """Every path from a Sitecore order to a paid, fulfilled order, against the simulators."""
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from stripe_sitecore.flows.order_to_cash import (
     apply_stripe_events,
     sync_orders_to_stripe,
 )
+from stripe_sitecore.mapping.loader import mappings_dir
 from tests.harness.services import ERP_TOKEN, seed_order
 from tests.integration.flows.test_order_to_cash import (
     INTERVAL_START,
@@ -243,3 +245,56 @@ def test_interval_bounds_are_respected(world):
     summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
 
     assert (summary.read, summary.created) == (0, 0)
+
+
+def test_an_order_awaiting_approval_is_charged_only_once_approved(world):
+    sandbox, gateway, ordercloud, store = world
+    seed_order(sandbox, "o-approval", "64.00", "USD", Status="AwaitingApproval")
+
+    waiting = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    assert (waiting.created, waiting.skipped) == (0, 1)
+    assert all_payment_intents(gateway) == []
+
+    sandbox.advance_clock(30)
+    ordercloud.request("POST", "/orders/Incoming/o-approval/approve")
+    approved = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+
+    assert approved.created == 1
+    assert pi_of(gateway, "o-approval")["amount"] == 6400
+
+
+def test_a_declined_or_canceled_order_gets_its_uncaptured_payment_intent_canceled(
+    world, tmp_path, monkeypatch
+):
+    sandbox, gateway, ordercloud, store = world
+    # This merchant charges orders while they wait for approval (the mapping opts in).
+    custom = tmp_path / "mappings"
+    shutil.copytree(mappings_dir(), custom)
+    path = custom / "ordercloud_order_to_payment_intent.yaml"
+    path.write_text(path.read_text().replace("not_in: [Open]", "not_in: [Open, AwaitingApproval]"))
+    monkeypatch.setenv("STRIPE_SITECORE_MAPPINGS_DIR", str(custom))
+    seed_order(sandbox, "o-declined", "64.00", "USD", Status="AwaitingApproval")
+    # A B2B order is authorized now and captured at shipping: nothing is captured yet.
+    seed_order(sandbox, "o-b2b", "900.00", "EUR", xp={"OrderType": "B2B"})
+    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    b2b = pi_of(gateway, "o-b2b")
+    assert b2b["capture_method"] == "manual"
+    pay(gateway, b2b["id"])
+    apply_stripe_events(gateway, ordercloud, store, events_window())
+    with store.begin() as tx:
+        assert tx.get_order_link("ordercloud", "o-b2b").state == "authorized"
+
+    sandbox.advance_clock(30)
+    ordercloud.request("POST", "/orders/Incoming/o-declined/decline")
+    ordercloud.request("POST", "/orders/Incoming/o-b2b/cancel")
+    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    rerun = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+
+    assert (summary.updated, rerun.updated, rerun.failed) == (2, 0, 0)
+    for order_id in ("o-declined", "o-b2b"):
+        assert pi_of(gateway, order_id)["status"] == "canceled", order_id
+        assert ordercloud.get_order(order_id)["xp"]["PaymentStatus"] == "Canceled"
+        with store.begin() as tx:
+            assert tx.get_order_link("ordercloud", order_id).state == "canceled"
+    charge = gateway.retrieve_payment_intent(b2b["id"], expand=["latest_charge"])["latest_charge"]
+    assert (charge["captured"], charge["amount_captured"]) == (False, 0)

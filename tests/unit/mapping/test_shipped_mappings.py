@@ -49,8 +49,9 @@ class Ineligible(Exception):
 
 
 def reference_payment_intent_params(order):
-    """flows/order_to_cash.payment_intent_params as it was before the mapping replaced it."""
-    if order.get("Status") not in {"Open", "AwaitingApproval"}:
+    """flows/order_to_cash.payment_intent_params as it was before the mapping replaced it
+    (since then, orders awaiting approval wait for it)."""
+    if order.get("Status") != "Open":
         raise Ineligible
     currency = order.get("Currency")
     if not currency:
