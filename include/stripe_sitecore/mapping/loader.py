@@ -3,6 +3,10 @@ make (known transforms and their arguments, lookup tables, paths, importable Pyt
 
 Problems are reported together, each as ``file:line:column: where: what``: all of the schema's,
 or, once the schema is satisfied, all of the rest.
+
+``load_yaml_document`` is the one way the project reads a configuration YAML file (mappings and
+the fraud rules): bounded in size, depth and alias expansion, so a hostile or broken file is a
+``MappingError`` within milliseconds and a few MiB, never minutes and a ``MemoryError``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -39,6 +44,13 @@ PYTHON_MODULES_ENV = "STRIPE_SITECORE_MAPPING_MODULES"
 DEFAULT_PYTHON_MODULES = ("stripe_sitecore",)
 
 Where = tuple[str | int, ...]
+
+# Limits of a configuration YAML file. The shipped files are 3-8 KB with at most ~520 values:
+# these leave ample room for big lookup tables and stop an alias bomb ("billion laughs": a few
+# lines of nested anchors that expand to 10^9 values) or a giant file before it costs anything.
+MAX_FILE_BYTES = 256 * 1024
+MAX_VALUES = 20_000  # every scalar, list and mapping, counted once per place it appears
+MAX_DEPTH = 50
 
 
 def mappings_dir() -> FilePath:
@@ -72,7 +84,7 @@ def load_mapping(name_or_path: str | os.PathLike[str]) -> Mapping:
         hit = _cache.get(path)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    mapping = compile_mapping(path.read_text(encoding="utf-8"), str(path))
+    mapping = compile_mapping(read_yaml_file(path), str(path))
     with _cache_lock:
         _cache[path] = (stamp, mapping)
     return mapping
@@ -87,12 +99,85 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def compile_mapping(text: str, file: str) -> Mapping:
     """Parse, validate and compile one mapping file's text; MappingError lists every problem."""
-    # Imported here: jsonschema alone costs ~0.15 s, and the flows import this module.
+    document = load_yaml_document(text, file, _validator())
+    compiler = _Compiler(document.locator)
+    mapping = compiler.mapping(document.spec, file)
+    if compiler.problems:
+        raise MappingError(file, compiler.problems)
+    return mapping
+
+
+# --- reading a configuration YAML document ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A schema-valid configuration document: ``spec`` as plain JSON-like values (YAML floats as
+    exact ``Decimal``), ``locator`` to point problems found later at their line and column."""
+
+    file: str
+    spec: Any
+    locator: Locator
+
+    def problem(self, where: Sequence[str | int], message: str) -> Problem:
+        line, column = self.locator.position(where)
+        return Problem(line, column, _render_where(where), message)
+
+
+def read_yaml_file(path: str | os.PathLike[str], error: type[MappingError] = MappingError) -> str:
+    """A configuration file's text, refused (``error``) when it cannot be read or is larger than
+    ``MAX_FILE_BYTES``; never more than that is read, whatever the file claims to be."""
+    file = os.fspath(path)
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise error(file, [Problem(None, None, "", f"cannot read: {exc.strerror}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        message = f"the file is larger than {MAX_FILE_BYTES} bytes, the limit for a YAML file here"
+        raise error(file, [Problem(None, None, "", message)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 text: byte {exc.start} is {data[exc.start : exc.start + 1]!r}"
+        raise error(file, [Problem(None, None, "", message)]) from None
+
+
+def load_yaml_document(
+    text: str,
+    file: str,
+    validator: jsonschema.protocols.Validator,
+    error: type[MappingError] = MappingError,
+) -> YamlDocument:
+    """Parse one YAML document and check it against a JSON Schema validator.
+
+    Raises ``error`` (a ``MappingError``) listing, as ``file:line:column: where: what``, the YAML
+    syntax error, or a broken limit (``MAX_FILE_BYTES``, ``MAX_DEPTH``, ``MAX_VALUES`` counted
+    with every alias expanded, aliases to a value that contains them), or every schema problem.
+    """
+    if len(text) > MAX_FILE_BYTES:
+        message = f"the file is larger than {MAX_FILE_BYTES} bytes, the limit for a YAML file here"
+        raise error(file, [Problem(None, None, "", message)])
+    tree = _parse_yaml(text, file, error)
+    locator = Locator(tree)
+    spec = _plain(tree)
+    problems = [p for e in validator.iter_errors(spec) for p in _problems(e, locator)]
+    if problems:
+        raise error(file, problems)
+    return YamlDocument(file, spec, locator)
+
+
+def _parse_yaml(text: str, file: str, error: type[MappingError]) -> Any:
+    # Imported here: ruamel costs time, and the flows import this module.
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+    composer = _bounded_composer()
+    yaml = YAML(typ="rt")
+    yaml.Composer = composer
+    yaml.max_depth = MAX_DEPTH
     try:
-        tree = YAML(typ="rt").load(text)
+        tree = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = exc.problem or str(exc)
@@ -100,23 +185,84 @@ def compile_mapping(text: str, file: str) -> Mapping:
             message += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
         elif exc.context:
             message = f"{exc.context}: {message}"
+        if isinstance(exc, composer.DepthExceeded):
+            message = f"values nest deeper than {MAX_DEPTH} levels (the limit)"
+        elif not isinstance(exc, composer.LimitExceeded):
+            message = f"YAML syntax error: {message}"
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problem = Problem(line, column, "", f"YAML syntax error: {message}")
-        raise MappingError(file, [problem]) from None
+        raise error(file, [Problem(line, column, "", message)]) from None
     except YAMLError as exc:
-        raise MappingError(file, [Problem(None, None, "", f"YAML syntax error: {exc}")]) from None
+        raise error(file, [Problem(None, None, "", f"YAML syntax error: {exc}")]) from None
     if tree is None:
-        raise MappingError(file, [Problem(1, 1, "", "the file is empty")])
-    locator = _Locator(tree)
-    spec = _plain(tree)
-    problems = [p for error in _validator().iter_errors(spec) for p in _problems(error, locator)]
-    if problems:
-        raise MappingError(file, problems)
-    compiler = _Compiler(locator)
-    mapping = compiler.mapping(spec, file)
-    if compiler.problems:
-        raise MappingError(file, compiler.problems)
-    return mapping
+        raise error(file, [Problem(1, 1, "", "the file is empty")])
+    return tree
+
+
+@cache
+def _bounded_composer() -> type:
+    """ruamel's composer, counting values as they would be once every alias is expanded.
+
+    An alias costs nothing to compose (it is a reference to the anchored node), so a bomb stays a
+    few nodes in the composer; it explodes only later, when the document is copied into plain
+    values and validated. Counting here, with the size each anchored node expands to, stops it at
+    the alias that crosses ``MAX_VALUES``, before anything large exists.
+    """
+    from ruamel.yaml.composer import Composer, MaxDepthExceededError
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.events import AliasEvent
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    class LimitExceeded(MarkedYAMLError):
+        pass
+
+    class BoundedComposer(Composer):
+        DepthExceeded = MaxDepthExceededError
+
+        def compose_document(self) -> Any:
+            self._sizes: dict[int, int] = {}
+            self._values = 0
+            return super().compose_document()
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.parser.check_event(AliasEvent):
+                event = self.parser.peek_event()
+                target = self.anchors.get(event.anchor)
+                if target is not None and id(target) not in self._sizes:
+                    raise LimitExceeded(
+                        None,
+                        None,
+                        f"alias *{event.anchor} refers to a value that contains it (a "
+                        "recursive alias)",
+                        event.start_mark,
+                    )
+                node = super().compose_node(parent, index)
+                self._count(self._sizes[id(node)], event.start_mark, f"alias *{event.anchor}")
+                return node
+            node = super().compose_node(parent, index)
+            if isinstance(node, SequenceNode):
+                size = 1 + sum(self._sizes[id(child)] for child in node.value)
+            elif isinstance(node, MappingNode):
+                size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+            else:
+                size = 1
+            self._sizes[id(node)] = size
+            self._count(1, node.start_mark, "this value")
+            return node
+
+        def _count(self, values: int, mark: Any, what: str) -> None:
+            self._values += values
+            if self._values > MAX_VALUES:
+                raise LimitExceeded(
+                    None,
+                    None,
+                    f"{what} brings the document to more than {MAX_VALUES} values once "
+                    "aliases are expanded (the limit; nested anchors and aliases that multiply "
+                    "are refused)",
+                    mark,
+                )
+
+    BoundedComposer.LimitExceeded = LimitExceeded
+    return BoundedComposer
 
 
 def _plain(node: Any) -> Any:
@@ -136,7 +282,7 @@ def _plain(node: Any) -> Any:
     return str(node)
 
 
-class _Locator:
+class Locator:
     """Where a JSON path of the plain document is in the YAML text (1-based line, column)."""
 
     def __init__(self, tree: Any):
@@ -186,7 +332,7 @@ _JSON_TYPES = {
 
 
 def _problems(
-    error: jsonschema.ValidationError, locator: _Locator, prefix: Where = ()
+    error: jsonschema.ValidationError, locator: Locator, prefix: Where = ()
 ) -> Iterator[Problem]:
     where = (*prefix, *error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -226,7 +372,7 @@ def _python_modules() -> tuple[str, ...]:
 class _Compiler:
     """Turns the schema-valid document into a Mapping, collecting the problems it finds."""
 
-    def __init__(self, locator: _Locator):
+    def __init__(self, locator: Locator):
         self.locator = locator
         self.problems: list[Problem] = []
         self.lookups: dict[str, LookupTable] = {}

@@ -1,8 +1,9 @@
 """The fraud rules: loading ``include/mappings/fraud_rules.yaml`` and running its checks.
 
-Loading works like the mapping loader (and reuses its pieces): YAML with line numbers, the JSON
-Schema next to the file, then what a schema cannot say (unique ids, known currencies). Every
-problem is reported at once as ``file:line:column: where: what``.
+Loading goes through the mapping loader's ``load_yaml_document`` (one bounded YAML reader for
+every configuration file): YAML with line numbers, the JSON Schema next to the file, then what a
+schema cannot say (unique ids, known currencies). Every problem is reported at once as
+``file:line:column: where: what``.
 
 A check looks at one ``Case`` (an order's payment attempts in the day, plus the early fraud
 warnings and disputes it got in the day) against ``History`` (the payment attempts of the same
@@ -22,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from stripe_sitecore.mapping.errors import MappingError, Problem
-from stripe_sitecore.mapping.loader import _Locator, _plain, _problems, mappings_dir
+from stripe_sitecore.mapping.loader import (
+    YamlDocument,
+    load_yaml_document,
+    mappings_dir,
+    read_yaml_file,
+)
 from stripe_sitecore.money import MoneyError, check_supported, from_minor_units, to_minor_units
 
 RULES_FILE = "fraud_rules.yaml"
@@ -91,37 +97,12 @@ def _validator():
 
 def load_rules(name_or_path: str | Path | None = None) -> RuleSet:
     path = rules_path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problem = Problem(None, None, "", f"cannot read: {exc.strerror}")
-        raise FraudRulesError(str(path), [problem]) from None
-    return compile_rules(text, str(path))
+    return compile_rules(read_yaml_file(path, FraudRulesError), str(path))
 
 
 def compile_rules(text: str, file: str) -> RuleSet:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    try:
-        tree = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        problem = Problem(line, column, "", f"YAML syntax error: {exc.problem or exc}")
-        raise FraudRulesError(file, [problem]) from None
-    except YAMLError as exc:
-        raise FraudRulesError(
-            file, [Problem(None, None, "", f"YAML syntax error: {exc}")]
-        ) from None
-    if tree is None:
-        raise FraudRulesError(file, [Problem(1, 1, "", "the file is empty")])
-    locator = _Locator(tree)
-    spec = _plain(tree)
-    problems = [p for error in _validator().iter_errors(spec) for p in _problems(error, locator)]
-    if problems:
-        raise FraudRulesError(file, problems)
-    problems = list(_semantic_problems(spec, locator))
+    document = load_yaml_document(text, file, _validator(), FraudRulesError)
+    problems = list(_semantic_problems(document))
     if problems:
         raise FraudRulesError(file, problems)
     rules = tuple(
@@ -133,21 +114,16 @@ def compile_rules(text: str, file: str) -> RuleSet:
             description=r.get("description", ""),
             enabled=r.get("enabled", True),
         )
-        for r in spec["rules"]
+        for r in document.spec["rules"]
     )
     return RuleSet(file=file, rules=rules)
 
 
-def _semantic_problems(spec: dict[str, Any], locator: _Locator) -> Iterable[Problem]:
-    def problem(where: tuple, message: str) -> Problem:
-        line, column = locator.position(where)
-        rendered = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)
-        return Problem(line, column, rendered.lstrip("."), message)
-
+def _semantic_problems(document: YamlDocument) -> Iterable[Problem]:
     seen: dict[str, int] = {}
-    for index, rule in enumerate(spec["rules"]):
+    for index, rule in enumerate(document.spec["rules"]):
         if rule["id"] in seen:
-            yield problem(
+            yield document.problem(
                 ("rules", index, "id"),
                 f"duplicate rule id {rule['id']!r} (first at rules[{seen[rule['id']]}])",
             )
@@ -158,7 +134,7 @@ def _semantic_problems(spec: dict[str, Any], locator: _Locator) -> Iterable[Prob
                 check_supported(code)
                 to_minor_units(Decimal(str(amount)), code)
             except MoneyError as exc:
-                yield problem(where, str(exc))
+                yield document.problem(where, str(exc))
 
 
 def _normalised_params(rule: dict[str, Any]) -> dict[str, Any]:
