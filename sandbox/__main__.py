@@ -1,7 +1,7 @@
 """Run all simulators in one process until SIGINT or SIGTERM.
 
     python -m sandbox --host 127.0.0.1 --stripe-port 12111 --ordercloud-port 12112 \
-        --erp-port 12113 --auto-pay-seconds 20 --demo-traffic
+        --erp-port 12113 --xc-port 12114 --auto-pay-seconds 20 --demo-traffic
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 
 from sandbox.ordercloud_sim import DEFAULT_BUYER, DEFAULT_CLIENTS, DEFAULT_USERS
 from sandbox.testing import start_sandbox
+from sandbox.xc_sim import XC_ADMIN_PASSWORD, XC_ADMIN_USER, XC_CLIENT_ID, XC_CLIENT_SECRET
 
 logger = logging.getLogger("sandbox")
 
@@ -23,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stripe-port", type=int, default=12111)
     parser.add_argument("--ordercloud-port", type=int, default=12112)
     parser.add_argument("--erp-port", type=int, default=12113)
+    parser.add_argument(
+        "--xc-port",
+        type=int,
+        default=12114,
+        help="Sitecore XC: Commerce Engine and Identity Server on one port",
+    )
+    parser.add_argument("--no-xc", action="store_true", help="do not start the XC simulator")
     parser.add_argument(
         "--auto-pay-seconds",
         type=float,
@@ -57,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="how long a Stripe customer change takes to show in customer search",
     )
+    parser.add_argument(
+        "--xc-search-lag-seconds",
+        type=float,
+        default=0,
+        help="how long an XC write takes to show in the orders and customers search",
+    )
     parser.add_argument("--erp-token", default=None, help="the only bearer token the ERP accepts")
     parser.add_argument(
         "--seed",
@@ -81,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         stripe_options={"seed": args.seed, "search_lag_seconds": args.search_lag_seconds},
         ordercloud_options={"list_lag_seconds": args.list_lag_seconds, "seed": args.seed},
         erp_options={"token": args.erp_token, "seed": args.seed},
+        xc=not args.no_xc,
+        xc_port=args.xc_port,
+        xc_options={"search_lag_seconds": args.xc_search_lag_seconds, "seed": args.seed},
     ) as sandbox:
         client_id, client = next(iter(DEFAULT_CLIENTS.items()))
         username, user = next(iter(DEFAULT_USERS.items()))
@@ -99,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             sandbox.erp_url,
             "token from --erp-token" if args.erp_token else "any bearer token",
         )
+        if sandbox.xc_url is not None:
+            logger.info(
+                "XC          %s  (user %s / %s, client postman-api; or client %s / %s)",
+                sandbox.xc_url,
+                XC_ADMIN_USER,
+                XC_ADMIN_PASSWORD,
+                XC_CLIENT_ID,
+                XC_CLIENT_SECRET,
+            )
         if args.demo_traffic:
             pay_after = args.auto_pay_seconds if args.auto_pay_seconds is not None else 20.0
             sandbox.start_demo_traffic(

@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from sandbox import erp_sim, ordercloud_sim, stripe_sim
+from sandbox import erp_sim, ordercloud_sim, stripe_sim, xc_sim
 from sandbox.clock import parse_instant
 from sandbox.shopper import AutoPayShopper
 from sandbox.traffic import DemoTraffic
@@ -79,7 +79,8 @@ def serve_app(
 
 
 class Sandbox:
-    """The three simulators, running. Stop it with `stop()` or use it as a context manager."""
+    """The simulators, running: Stripe, OrderCloud, the ERP and (unless started without it) XC.
+    Stop it with `stop()` or use it as a context manager."""
 
     def __init__(
         self,
@@ -87,27 +88,32 @@ class Sandbox:
         ordercloud: RunningServer,
         erp: RunningServer,
         shopper: AutoPayShopper | None = None,
+        xc: RunningServer | None = None,
     ) -> None:
-        self._servers = (stripe, ordercloud, erp)
+        self._named = {"stripe": stripe, "ordercloud": ordercloud, "erp": erp}
+        if xc is not None:
+            self._named["xc"] = xc
+        self._servers = tuple(self._named.values())
         self.stripe_url = stripe.url
         self.ordercloud_url = ordercloud.url
         self.erp_url = erp.url
         self.stripe: stripe_sim.StripeSimulator = stripe.app.state.simulator
         self.ordercloud: ordercloud_sim.OrderCloudSimulator = ordercloud.app.state.simulator
         self.erp: erp_sim.ErpSimulator = erp.app.state.simulator
+        # The Sitecore XC Commerce Engine and its Identity Server, on one port.
+        self.xc_url: str | None = xc.url if xc is not None else None
+        self.xc: xc_sim.XCSimulator | None = xc.app.state.simulator if xc is not None else None
         self.shopper = shopper
         self.traffic: DemoTraffic | None = None
 
     def _apps(self) -> dict[str, FastAPI]:
-        return dict(
-            zip(("stripe", "ordercloud", "erp"), (s.app for s in self._servers), strict=True)
-        )
+        return {name: server.app for name, server in self._named.items()}
 
     def _clocks(self) -> list:
-        return [self.stripe.clock, self.ordercloud.clock, self.erp.clock]
+        return [app.state.simulator.clock for app in self._apps().values()]
 
     def set_clock(self, instant: str | datetime, *, frozen: bool = False) -> None:
-        """Move all three clocks to `instant` (ISO-8601 or aware datetime)."""
+        """Move every simulator's clock to `instant` (ISO-8601 or aware datetime)."""
         when = parse_instant(instant) if isinstance(instant, str) else instant
         for clock in self._clocks():
             clock.set_now(when, frozen=frozen)
@@ -127,15 +133,18 @@ class Sandbox:
         stripe: list[dict] | None = None,
         ordercloud: list[dict] | None = None,
         erp: list[dict] | None = None,
+        xc: list[dict] | None = None,
         seed: int | None = None,
     ) -> None:
         """Replace the fault rules of each simulator given (as `POST /_sandbox/faults` takes
         them); `[]` clears one, an omitted one keeps its rules. The draws restart from `seed`,
         or the app's seed without one."""
-        given = {"stripe": stripe, "ordercloud": ordercloud, "erp": erp}
+        given = {"stripe": stripe, "ordercloud": ordercloud, "erp": erp, "xc": xc}
         apps = self._apps()
         for name, rules in given.items():
             if rules is not None:
+                if name not in apps:
+                    raise ValueError(f"the {name} simulator is not running in this sandbox")
                 body = {"rules": rules} if seed is None else {"rules": rules, "seed": seed}
                 apps[name].state.faults.configure(body)
 
@@ -166,6 +175,8 @@ class Sandbox:
             self.shopper.stop()
         self.stripe.close()
         self.ordercloud.close()
+        if self.xc is not None:
+            self.xc.close()
         for server in self._servers:
             server.server.should_exit = True
         for server in self._servers:
@@ -189,20 +200,28 @@ def start_sandbox(
     ordercloud_options: Mapping[str, Any] | None = None,
     erp_options: Mapping[str, Any] | None = None,
     log_level: str = "warning",
+    xc: bool = True,
+    xc_port: int = 0,
+    xc_options: Mapping[str, Any] | None = None,
 ) -> Sandbox:
-    """Start the Stripe, OrderCloud and ERP simulators; port 0 picks a free port.
+    """Start the Stripe, OrderCloud, ERP and (``xc=True``) Sitecore XC simulators; port 0
+    picks a free port.
 
     The `*_options` go to each simulator's `create_app` (e.g. `{"seed": 1,
     "search_lag_seconds": 10}` for Stripe, `{"list_lag_seconds": 30}` for OrderCloud,
-    `{"token": "..."}` for the ERP; `seed` also seeds each one's fault injection).
+    `{"token": "..."}` for the ERP, `{"search_lag_seconds": 30}` for XC; `seed` also seeds each
+    one's fault injection).
     """
+    services = [
+        (stripe_sim, stripe_port, stripe_options),
+        (ordercloud_sim, ordercloud_port, ordercloud_options),
+        (erp_sim, erp_port, erp_options),
+    ]
+    if xc:
+        services.append((xc_sim, xc_port, xc_options))
     started: list[RunningServer] = []
     try:
-        for module, port, options in (
-            (stripe_sim, stripe_port, stripe_options),
-            (ordercloud_sim, ordercloud_port, ordercloud_options),
-            (erp_sim, erp_port, erp_options),
-        ):
+        for module, port, options in services:
             app = module.create_app(**dict(options or {}))
             started.append(serve_app(app, host, port, log_level=log_level))
     except BaseException:
@@ -213,4 +232,5 @@ def start_sandbox(
     if auto_pay_seconds is not None:
         shopper = AutoPayShopper(started[0].app.state.simulator, auto_pay_seconds)
         shopper.start()
-    return Sandbox(*started, shopper=shopper)
+    stripe, ordercloud, erp = started[:3]
+    return Sandbox(stripe, ordercloud, erp, shopper=shopper, xc=started[3] if xc else None)
