@@ -85,6 +85,9 @@ CONTACT = "#Sitecore.Commerce.Core.ContactComponent"
 VERSION_CONFLICT_TERM_KEYS = frozenset({"EntityVersionMismatch"})
 NOT_FOUND_TERM_KEYS = frozenset({"EntityNotFound"})
 ALREADY_EXISTS_TERM_KEYS = frozenset({"AccountNameAlreadyInUse"})
+# The shop context the connection sends is wrong for every call (InvalidShop is the engine's
+# own, published wording; InvalidEnvironment the sandbox's).
+CONTEXT_TERM_KEYS = frozenset({"InvalidShop", "InvalidEnvironment"})
 CANCELLED = "Cancelled"  # two Ls, as XC spells it
 
 # XC entity ids (Entity-Order-..., Entity-Customer-..., FriendlyIds, {guid} confirmation ids)
@@ -187,6 +190,14 @@ class XCForbidden(XCError):
         return ErrorKind.CONFIG
 
 
+class XCContextRefused(XCError):
+    """The engine does not know the connection's shop or environment (``InvalidShop``): every
+    call would be refused the same way, so it is configuration."""
+
+    def kind(self) -> ErrorKind:
+        return ErrorKind.CONFIG
+
+
 class XCNotFound(XCError, SitecoreNotFound):
     """404, or a command refused with ``EntityNotFound``."""
 
@@ -259,6 +270,7 @@ def classify_answer(
     if status in _ERRORS_BY_STATUS:
         return _ERRORS_BY_STATUS[status], (failed[0] if failed else None)
     for terms, error_class in (
+        (CONTEXT_TERM_KEYS, XCContextRefused),
         (NOT_FOUND_TERM_KEYS, XCNotFound),
         (VERSION_CONFLICT_TERM_KEYS, XCVersionConflict),
         (ALREADY_EXISTS_TERM_KEYS, XCAlreadyExists),

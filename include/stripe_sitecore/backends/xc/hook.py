@@ -19,6 +19,7 @@ from stripe_sitecore.backends.xc.client import (
     DEFAULT_SHOPPER_ID,
     XCAuthError,
     XCClient,
+    XCContextRefused,
     XCError,
     XCForbidden,
     XCSettings,
@@ -138,6 +139,11 @@ class XCHook(BaseHook):
             return False, (
                 "XC accepted the token but refused the call: the user or client lacks a "
                 f"Commerce role (e.g. sitecore\\Commerce Business User): {exc}"
+            )
+        except XCContextRefused as exc:
+            return False, (
+                "XC does not know the connection's shop or environment (extra shop_name, "
+                f"environment): {exc}"
             )
         except XCUnavailable as exc:
             if exc.status is None and settings is not None:
