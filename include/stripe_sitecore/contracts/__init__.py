@@ -212,8 +212,6 @@ def _amounts(kind: str, message: dict[str, Any]) -> Iterator[tuple[str, str, str
     """(where, amount, currency) of every amount of a message that passed the schema."""
     if kind == "order":
         currency = message["currency"]
-        for name, value in message["totals"].items():
-            yield f"totals.{name}", value, currency
         for i, line in enumerate(message["lines"]):
             for name in ("unit_price", "line_subtotal", "discount", "line_total", "tax"):
                 if line.get(name) is not None:
@@ -221,6 +219,8 @@ def _amounts(kind: str, message: dict[str, Any]) -> Iterator[tuple[str, str, str
             method = line.get("ship_method") or {}
             if method.get("cost") is not None:
                 yield f"lines[{i}].ship_method.cost", method["cost"], currency
+        for name, value in message["totals"].items():
+            yield f"totals.{name}", value, currency
         payment = message["payment"]
         yield "payment.amount_captured", payment["amount_captured"], payment["currency"]
         settlement = payment.get("settlement")
