@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -115,6 +115,47 @@ WEBHOOK_ROUTES = (
 )
 WEBHOOK_FIELDS = ("url", "hash_key", "routes", "config_data")
 
+# Line items, as the official SDKs model them (ordercloud-javascript-sdk src/models/LineItem.ts,
+# ordercloud-dotnet-sdk Models.cs: "LineSubtotal: UnitPrice x Quantity", "LineTotal:
+# LineSubtotal - PromotionDiscount", "PromotionDiscount: sum of all line item level promotion
+# discount amounts applied"; Order "Subtotal: sum of all LineItem.LineSubtotals",
+# "PromotionDiscount: sum of all Promotion.Amounts applied to the order", "Total: Subtotal +
+# TaxCost + ShippingCost - PromotionDiscount").
+LINE_ITEM_FIELDS = (
+    "ID", "ProductID", "Quantity", "BundleItemID", "IsBundle", "DateAdded", "QuantityShipped",
+    "UnitPrice", "PromotionDiscount", "LineTotal", "LineSubtotal", "CostCenter", "DateNeeded",
+    "ShippingAccount", "ShippingAddressID", "ShipFromAddressID", "Product", "Variant",
+    "ShippingAddress", "ShipFromAddress", "SupplierID", "InventoryRecordID", "PriceScheduleID",
+    "IsOnSale", "PriceOverridden", "Specs", "IncomingOrderID", "OutgoingOrderID", "xp",
+)  # fmt: skip
+# Computed by OrderCloud, never taken from a body (PromotionDiscount comes from the promotions).
+LINE_ITEM_COMPUTED = ("PromotionDiscount", "LineTotal", "LineSubtotal")
+PRODUCT_FIELDS = ("ID", "Name", "Description", "Returnable", "QuantityMultiplier", "ShipWeight",
+                  "ShipHeight", "ShipWidth", "ShipLength", "DefaultSupplierID", "xp")  # fmt: skip
+VARIANT_FIELDS = ("ID", "Name", "Description", "ShipWeight", "ShipHeight", "ShipWidth",
+                  "ShipLength", "xp")  # fmt: skip
+SPEC_FIELDS = ("SpecID", "Name", "OptionID", "Value", "PriceMarkupType", "PriceMarkup")
+PRICE_MARKUP_TYPES = ("NoMarkup", "AmountPerQuantity", "AmountTotal", "Percentage")
+ORDER_PROMOTION_FIELDS = (
+    "Amount", "LineItemID", "AmountOverridden", "DateApplied", "ID", "LineItemLevel", "Code",
+    "Name", "RedemptionLimit", "RedemptionLimitPerUser", "RedemptionCount", "Description",
+    "FinePrint", "StartDate", "ExpirationDate", "EligibleExpression", "ValueExpression",
+    "CanCombine", "AllowAllBuyers", "OwnerID", "AutoApply", "Active", "Priority", "xp",
+)  # fmt: skip
+SHIP_ESTIMATE_FIELDS = ("ID", "xp", "SelectedShipMethodID", "ShipEstimateItems", "ShipMethods")
+SHIP_METHOD_FIELDS = ("ID", "Name", "Cost", "EstimatedTransitDays", "xp")
+# What the sandbox seed route takes besides the Order's own fields: what a storefront would have
+# created through the line item, promotion and ship-method calls before submitting.
+SEED_EXTRAS = ("LineItems", "OrderPromotions", "ShipEstimateResponse")
+# OrderCloud ids: "Can only contain characters Aa-Zz, 0-9, -, and _" (the SDKs' ID docs).
+OC_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+MAX_LINE_ITEMS = 500  # a sandbox bound, not an OrderCloud one
+# ISO 4217 decimals, for the amounts OrderCloud itself computes (percentage spec markups).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()
+)
+THREE_DECIMAL_CURRENCIES = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+
 
 class OrderCloudError(Exception):
     """An API error in OrderCloud's `{"Errors": [...]}` shape."""
@@ -204,6 +245,273 @@ def _check_xp(xp: Any) -> dict:
     if len(dumps_exact(xp)) > MAX_XP_CHARS:
         raise bad_request(f"xp cannot exceed {MAX_XP_CHARS} characters")
     return xp
+
+
+# --- line items --------------------------------------------------------------------------
+
+
+def _currency_exponent(currency: Any) -> int:
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
+        raise bad_request(f"Currency must be an ISO 4217 code: {currency!r}")
+    code = currency.upper()
+    if code in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    return 3 if code in THREE_DECIMAL_CURRENCIES else 2
+
+
+def _plain(value: Decimal | int) -> Decimal | int:
+    """A computed amount as the seeds write it: whole amounts without a fraction (JPY 2400) as
+    integers, the rest as the exact Decimal."""
+    if isinstance(value, Decimal) and value.as_tuple().exponent >= 0:
+        return int(value)
+    return value
+
+
+def _amount(value: Any, where: str, *, required: bool = False) -> Decimal | None:
+    """A money amount of a seed body: a non-negative JSON number, kept exact."""
+    if value is None:
+        if required:
+            raise required_field(where)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal) or value < 0:
+        raise bad_request(f"{where} must be a number >= 0: {value!r}", {"Field": where})
+    return Decimal(value)
+
+
+def _seed_object(raw: Any, allowed: Iterable[str], object_type: str, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise bad_request(f"{where} must be a JSON object", {"Field": where})
+    _check_fields(raw, allowed, object_type)
+    return raw
+
+
+def _seed_address(raw: Any, where: str) -> dict | None:
+    if raw is None:
+        return None
+    address = _seed_object(raw, ADDRESS_FIELDS, "Address", where)
+    return {**dict.fromkeys(ADDRESS_FIELDS), "xp": {}, **address}
+
+
+def _seed_id(raw: Any, where: str, default: str) -> str:
+    value = default if raw is None else raw
+    if not isinstance(value, str) or not OC_ID.fullmatch(value):
+        raise bad_request(
+            f"{where} can only contain characters Aa-Zz, 0-9, -, and _: {value!r}", {"Field": where}
+        )
+    return value
+
+
+def _unit_price(base: Decimal, specs: list[dict], exponent: int, where: str) -> Decimal:
+    """The line's UnitPrice: the price before specs plus each spec's markup per unit, as the
+    SDK's "auto calculated price per quantity". A percentage markup is rounded half up to the
+    currency's decimals, the one amount here OrderCloud has to round. AmountTotal is refused:
+    how OrderCloud spreads a per-line markup over a unit price is not documented, and guessing
+    would break LineSubtotal = UnitPrice x Quantity."""
+    price = base
+    quantum = Decimal(1).scaleb(-exponent)
+    for index, spec in enumerate(specs):
+        kind, markup = spec["PriceMarkupType"], spec["PriceMarkup"]
+        if kind in (None, "NoMarkup") or markup is None:
+            continue
+        if kind == "AmountPerQuantity":
+            price += markup
+        elif kind == "Percentage":
+            price += (base * markup / 100).quantize(quantum, ROUND_HALF_UP)
+        else:
+            raise bad_request(
+                f"{where}.Specs[{index}]: PriceMarkupType {kind} is not simulated; use "
+                "AmountPerQuantity or Percentage"
+            )
+    return price
+
+
+def _seed_specs(raw: Any, where: str) -> list[dict]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise bad_request(f"{where}.Specs must be a list", {"Field": f"{where}.Specs"})
+    specs = []
+    for index, item in enumerate(raw):
+        at = f"{where}.Specs[{index}]"
+        spec = {**dict.fromkeys(SPEC_FIELDS), **_seed_object(item, SPEC_FIELDS, "LineItemSpec", at)}
+        if not isinstance(spec["SpecID"], str) or not spec["SpecID"]:
+            raise required_field(f"{at}.SpecID")
+        kind = spec["PriceMarkupType"]
+        if kind is not None and kind not in PRICE_MARKUP_TYPES:
+            raise bad_request(
+                f"{at}.PriceMarkupType must be one of {', '.join(PRICE_MARKUP_TYPES)}"
+            )
+        if spec["PriceMarkup"] is not None:
+            markup = spec["PriceMarkup"]
+            if isinstance(markup, bool) or not isinstance(markup, int | Decimal):
+                raise bad_request(f"{at}.PriceMarkup must be a number: {markup!r}")
+        specs.append(spec)
+    return specs
+
+
+def _seed_line_item(raw: Any, where: str, exponent: int, created: str) -> dict:
+    body = _seed_object(raw, LINE_ITEM_FIELDS, "LineItem", where)
+    for name in LINE_ITEM_COMPUTED:
+        if name in body:
+            raise OrderCloudError(
+                400, "ReadOnlyProperty", f"LineItem.{name} is read-only (OrderCloud computes it).",
+                {"ObjectType": "LineItem", "Property": name},
+            )  # fmt: skip
+    product_id = body.get("ProductID")
+    if not isinstance(product_id, str) or not product_id:
+        raise required_field(f"{where}.ProductID")
+    quantity = body.get("Quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise bad_request(f"{where}.Quantity must be a whole number of at least 1: {quantity!r}")
+    base = _amount(body.get("UnitPrice"), f"{where}.UnitPrice", required=True)
+    specs = _seed_specs(body.get("Specs"), where)
+    unit_price = _unit_price(base, specs, exponent, where)
+    product = _seed_object(body.get("Product") or {}, PRODUCT_FIELDS, "LineItemProduct", where)
+    if product.get("ID", product_id) != product_id:
+        raise bad_request(f"{where}.Product.ID must be the ProductID {product_id!r}")
+    variant = body.get("Variant")
+    if variant is not None:
+        variant = {
+            **dict.fromkeys(VARIANT_FIELDS),
+            "xp": {},
+            **_seed_object(variant, VARIANT_FIELDS, "LineItemVariant", f"{where}.Variant"),
+        }
+    shipping = _seed_address(body.get("ShippingAddress"), f"{where}.ShippingAddress")
+    ship_from = _seed_address(body.get("ShipFromAddress"), f"{where}.ShipFromAddress")
+    line = dict.fromkeys(LINE_ITEM_FIELDS)
+    line.update(
+        {"IsBundle": False, "QuantityShipped": 0, "IsOnSale": False, "PriceOverridden": False}
+    )
+    line.update({k: v for k, v in body.items() if k not in ("Product", "Variant", "Specs")})
+    line.update(
+        ID=_seed_id(body.get("ID"), f"{where}.ID", secrets.token_urlsafe(16)),
+        DateAdded=_date(body.get("DateAdded") or created, f"{where}.DateAdded"),
+        UnitPrice=unit_price,
+        PromotionDiscount=Decimal(0),
+        LineSubtotal=unit_price * quantity,
+        Product={
+            **dict.fromkeys(PRODUCT_FIELDS),
+            "xp": {},
+            "Name": product_id,
+            **product,
+            "ID": product_id,
+        },
+        Variant=variant,
+        Specs=specs,
+        ShippingAddress=shipping,
+        ShipFromAddress=ship_from,
+        xp=_check_xp(body.get("xp") or {}),
+    )
+    if line["DateNeeded"] is not None:
+        line["DateNeeded"] = _date(line["DateNeeded"], f"{where}.DateNeeded")
+    # The saved-address IDs follow the addresses when the body gives only the objects.
+    if shipping is not None and line["ShippingAddressID"] is None:
+        line["ShippingAddressID"] = shipping["ID"]
+    if ship_from is not None and line["ShipFromAddressID"] is None:
+        line["ShipFromAddressID"] = ship_from["ID"]
+    return line
+
+
+def _seed_promotions(raw: Any, lines: Mapping[str, dict], created: str) -> list[dict]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise bad_request("OrderPromotions must be a list")
+    promotions = []
+    for index, item in enumerate(raw):
+        at = f"OrderPromotions[{index}]"
+        body = _seed_object(item, ORDER_PROMOTION_FIELDS, "OrderPromotion", at)
+        if not isinstance(body.get("Code"), str) or not body["Code"]:
+            raise required_field(f"{at}.Code")
+        line_id = body.get("LineItemID")
+        if line_id is not None and line_id not in lines:
+            raise bad_request(f"{at}.LineItemID {line_id!r} is not a line item of the order")
+        if body.get("LineItemLevel", line_id is not None) != (line_id is not None):
+            raise bad_request(f"{at}: LineItemLevel is true exactly when LineItemID is set")
+        promotion = dict.fromkeys(ORDER_PROMOTION_FIELDS)
+        defaults = {"AmountOverridden": False, "CanCombine": False, "AllowAllBuyers": False,
+                    "AutoApply": False, "Active": True, "RedemptionCount": 1}  # fmt: skip
+        promotion.update({**defaults, **body})
+        promotion.update(
+            ID=_seed_id(body.get("ID"), f"{at}.ID", body["Code"]),
+            Amount=_amount(body.get("Amount"), f"{at}.Amount", required=True),
+            LineItemLevel=line_id is not None,
+            DateApplied=_date(body.get("DateApplied") or created, f"{at}.DateApplied"),
+            xp=_check_xp(body.get("xp") or {}),
+        )
+        promotions.append(promotion)
+    return promotions
+
+
+def _seed_ship_estimates(raw: Any, lines: Mapping[str, dict]) -> dict | None:
+    if raw is None:
+        return None
+    body = _seed_object(
+        raw, ("ShipEstimates", "xp"), "ShipEstimateResponse", "ShipEstimateResponse"
+    )
+    estimates_raw = body.get("ShipEstimates") or []
+    if not isinstance(estimates_raw, list):
+        raise bad_request("ShipEstimateResponse.ShipEstimates must be a list")
+    estimates, shipped_by = [], {}
+    for index, item in enumerate(estimates_raw):
+        at = f"ShipEstimateResponse.ShipEstimates[{index}]"
+        estimate = {
+            **dict.fromkeys(SHIP_ESTIMATE_FIELDS),
+            "xp": {},
+            **_seed_object(item, SHIP_ESTIMATE_FIELDS, "ShipEstimate", at),
+        }
+        estimate["ID"] = _seed_id(estimate["ID"], f"{at}.ID", f"estimate-{index + 1}")
+        methods = []
+        for m_index, raw_method in enumerate(estimate["ShipMethods"] or []):
+            m_at = f"{at}.ShipMethods[{m_index}]"
+            method = {
+                **dict.fromkeys(SHIP_METHOD_FIELDS),
+                "xp": {},
+                **_seed_object(raw_method, SHIP_METHOD_FIELDS, "ShipMethod", m_at),
+            }
+            if method["ID"] is None:
+                raise required_field(f"{m_at}.ID")
+            method["ID"] = _seed_id(method["ID"], f"{m_at}.ID", "")
+            method["Cost"] = _amount(method["Cost"], f"{m_at}.Cost", required=True)
+            methods.append(method)
+        estimate["ShipMethods"] = methods
+        selected = estimate["SelectedShipMethodID"]
+        if selected is not None and selected not in {m["ID"] for m in methods}:
+            raise bad_request(f"{at}.SelectedShipMethodID {selected!r} is not one of its methods")
+        items = []
+        for i_index, raw_item in enumerate(estimate["ShipEstimateItems"] or []):
+            i_at = f"{at}.ShipEstimateItems[{i_index}]"
+            ship_item = _seed_object(raw_item, ("LineItemID", "Quantity"), "ShipEstimateItem", i_at)
+            line_id = ship_item.get("LineItemID")
+            if line_id not in lines:
+                raise bad_request(f"{i_at}.LineItemID {line_id!r} is not a line item of the order")
+            if line_id in shipped_by:
+                raise bad_request(
+                    f"{i_at}: line item {line_id} is already in {shipped_by[line_id]}"
+                )
+            shipped_by[line_id] = estimate["ID"]
+            quantity = ship_item.get("Quantity", lines[line_id]["Quantity"])
+            items.append({"LineItemID": line_id, "Quantity": quantity})
+        estimate["ShipEstimateItems"] = items
+        estimates.append(estimate)
+    xp = _check_xp(body.get("xp") or {})
+    return {
+        "ShipEstimates": estimates,
+        "HttpStatusCode": None,
+        "UnhandledErrorBody": None,
+        "xp": xp,
+    }
+
+
+def _selected_shipping(ship_estimates: dict | None) -> Decimal:
+    """ShippingCost as OrderCloud sets it once ship methods are selected: the sum of the
+    selected methods' costs."""
+    total = Decimal(0)
+    for estimate in (ship_estimates or {}).get("ShipEstimates", []):
+        for method in estimate["ShipMethods"]:
+            if method["ID"] == estimate["SelectedShipMethodID"]:
+                total += method["Cost"]
+    return total
 
 
 # --- list queries ------------------------------------------------------------------------
@@ -361,11 +669,16 @@ class _Token:
 
 @dataclass
 class _OrderRecord:
-    """An order, its payments, and what the list index shows: (visible from, snapshot) pairs."""
+    """An order, its payments, and what the list index shows: (visible from, snapshot) pairs.
+    Line items, promotions and ship estimates are kept beside the order, as OrderCloud serves
+    them from their own routes (and together in the order worksheet)."""
 
     order: dict
     indexed: list[tuple[datetime, dict]] = field(default_factory=list)
     payments: dict[str, dict] = field(default_factory=dict)
+    line_items: dict[str, dict] = field(default_factory=dict)
+    promotions: list[dict] = field(default_factory=list)
+    ship_estimates: dict | None = None
 
     def listed(self, now: datetime) -> dict | None:
         visible = [snapshot for since, snapshot in self.indexed if since <= now]
@@ -550,11 +863,26 @@ class OrderCloudSimulator:
     # --- orders --------------------------------------------------------------------------
 
     def seed_order(self, body: Any) -> dict:
-        """Add an order as if a shopper had placed it (submitted unless `IsSubmitted` is false)."""
+        """Add an order as if a shopper had placed it (submitted unless `IsSubmitted` is false).
+
+        Besides the Order's fields the body may carry what the storefront created before
+        submitting: `LineItems` (LineItem bodies with a `UnitPrice`, since the sandbox has no
+        catalog), `OrderPromotions` (with their `Amount`; one with a `LineItemID` discounts that
+        line) and `ShipEstimateResponse` (`ShipEstimates` with the selected ship methods). With
+        line items, each money field the body leaves out is computed as OrderCloud does; the
+        ones it gives are kept as given, so a test can make an order whose totals disagree with
+        its lines. Without line items the order has none, and Subtotal and Total are required.
+        """
         if not isinstance(body, dict):
             raise bad_request("The order must be a JSON object")
+        extras = {k: body[k] for k in SEED_EXTRAS if k in body}
+        body = {k: v for k, v in body.items() if k not in SEED_EXTRAS}
         _check_fields(body, ORDER_FIELDS, "Order")
-        for name in ("ID", "FromUser", "Currency", "Total", "Subtotal"):
+        if extras and "LineItems" not in extras:
+            raise bad_request(f"{', '.join(sorted(extras))} need LineItems to refer to")
+        has_lines = "LineItems" in extras
+        required = ("ID", "FromUser", "Currency") + (() if has_lines else ("Total", "Subtotal"))
+        for name in required:
             if body.get(name) is None:
                 raise required_field(name)
         with self.lock:
@@ -598,9 +926,115 @@ class OrderCloudSimulator:
                 raise bad_request(f"Status must be one of {', '.join(STATUSES)}")
             _check_xp(order["xp"])
             record = _OrderRecord(order)
+            if has_lines:
+                given = {name for name in MONEY_FIELDS if body.get(name) is not None}
+                self._seed_lines(record, extras, given, created)
             self._orders[order["ID"]] = record
             self._index(record)
             return copy_json(order)
+
+    # --- line items ----------------------------------------------------------------------
+
+    def _seed_lines(
+        self, record: _OrderRecord, extras: Mapping[str, Any], given: set[str], created: str
+    ) -> None:
+        """Line items, promotions and ship estimates of a seeded order, and the order's money
+        fields that `given` does not name, computed from them."""
+        order = record.order
+        exponent = _currency_exponent(order["Currency"])
+        raw_lines = extras["LineItems"]
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise bad_request(
+                "LineItems must be a non-empty list (leave it out for an order without lines)"
+            )
+        if len(raw_lines) > MAX_LINE_ITEMS:
+            raise bad_request(f"LineItems: at most {MAX_LINE_ITEMS} line items")
+        lines: dict[str, dict] = {}
+        for index, raw in enumerate(raw_lines):
+            line = _seed_line_item(raw, f"LineItems[{index}]", exponent, created)
+            if line["ID"] in lines:
+                raise id_exists("LineItem", line["ID"])
+            lines[line["ID"]] = line
+        promotions = _seed_promotions(extras.get("OrderPromotions"), lines, created)
+        ship_estimates = _seed_ship_estimates(extras.get("ShipEstimateResponse"), lines)
+        for promotion in promotions:
+            if promotion["LineItemID"] is not None:
+                line = lines[promotion["LineItemID"]]
+                line["PromotionDiscount"] += promotion["Amount"]
+        for line_id, line in lines.items():
+            if line["PromotionDiscount"] > line["LineSubtotal"]:
+                raise bad_request(
+                    f"LineItem {line_id}: promotions of {line['PromotionDiscount']} exceed its "
+                    f"LineSubtotal of {line['LineSubtotal']}",
+                    {"ObjectType": "LineItem", "ObjectID": line_id},
+                )
+            line["LineTotal"] = line["LineSubtotal"] - line["PromotionDiscount"]
+        if order["LineItemCount"] not in (0, len(lines)):
+            raise bad_request(
+                f"LineItemCount is {order['LineItemCount']} but {len(lines)} LineItems were given"
+            )
+        order["LineItemCount"] = len(lines)
+        computed = {
+            "Subtotal": sum((line["LineSubtotal"] for line in lines.values()), Decimal(0)),
+            "PromotionDiscount": sum((p["Amount"] for p in promotions), Decimal(0)),
+            "ShippingCost": _selected_shipping(ship_estimates),
+        }
+        for name, value in computed.items():
+            if name not in given:
+                order[name] = _plain(value)
+        if "Total" not in given:
+            # The SDKs' definition; Gratuity and Fees (newer fields) are left out of it, as that
+            # definition does, and the seeds leave them 0.
+            order["Total"] = _plain(
+                Decimal(order["Subtotal"])
+                + Decimal(order["ShippingCost"])
+                + Decimal(order["TaxCost"])
+                - Decimal(order["PromotionDiscount"])
+            )
+        for line in lines.values():
+            for name in ("UnitPrice", *LINE_ITEM_COMPUTED):
+                line[name] = _plain(line[name])
+        record.line_items = lines
+        record.promotions = promotions
+        record.ship_estimates = ship_estimates
+
+    def list_line_items(self, order_id: str, params: list[tuple[str, str]]) -> dict:
+        with self.lock:
+            lines = self._order(order_id).line_items.values()
+            return query_list(lines, params, LINE_ITEM_FIELDS)
+
+    def get_line_item(self, order_id: str, line_item_id: str) -> dict:
+        with self.lock:
+            line = self._order(order_id).line_items.get(line_item_id)
+            if line is None:
+                raise not_found("LineItem", line_item_id)
+            return copy_json(line)
+
+    def list_promotions(self, order_id: str, params: list[tuple[str, str]]) -> dict:
+        with self.lock:
+            promotions = self._order(order_id).promotions
+            return query_list(promotions, params, ORDER_PROMOTION_FIELDS)
+
+    def get_worksheet(self, order_id: str) -> dict:
+        """The order with all its line items and promotions in one answer, in the shape of the
+        SDKs' `OrderWorksheet` (`GET /orders/{direction}/{orderID}/worksheet`). The integration
+        responses stay null: the sandbox runs no checkout integration."""
+        with self.lock:
+            record = self._order(order_id)
+            return copy_json(
+                {
+                    "Order": record.order,
+                    "LineItems": list(record.line_items.values()),
+                    "OrderPromotions": record.promotions,
+                    "Subscription": None,
+                    "ShipEstimateResponse": record.ship_estimates,
+                    "OrderCalculateResponse": None,
+                    "OrderSubmitResponse": None,
+                    "OrderSubmitForApprovalResponse": None,
+                    "OrderApprovedResponse": None,
+                    "SubscriptionIntegrationResponse": None,
+                }
+            )
 
     def _index(self, record: _OrderRecord) -> None:
         """Queue the order's current state for the list index, `list_lag_seconds` from now."""
@@ -1011,6 +1445,34 @@ def create_app(
 
     for action in ORDER_ACTIONS:
         add_action(action)
+
+    @app.get("/v1/orders/{order_direction}/{order_id}/lineitems")
+    async def list_line_items(request: Request, order_direction: str, order_id: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.list_line_items(order_id, query(request)))
+
+    @app.get("/v1/orders/{order_direction}/{order_id}/lineitems/{line_item_id}")
+    async def get_line_item(
+        request: Request, order_direction: str, order_id: str, line_item_id: str
+    ) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.get_line_item(order_id, line_item_id))
+
+    @app.get("/v1/orders/{order_direction}/{order_id}/promotions")
+    async def list_promotions(request: Request, order_direction: str, order_id: str) -> Response:
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.list_promotions(order_id, query(request)))
+
+    @app.get("/v1/orders/{order_direction}/{order_id}/worksheet")
+    async def get_worksheet(request: Request, order_direction: str, order_id: str) -> Response:
+        # OrderCloud also lets Shopper and IntegrationEventAdmin read it; the sandbox's clients
+        # have neither role, so the order roles decide.
+        direction(order_direction)
+        guard(request, ORDER_READ)
+        return answer(sim.get_worksheet(order_id))
 
     @app.get("/v1/orders/{order_direction}/{order_id}/payments")
     async def list_payments(request: Request, order_direction: str, order_id: str) -> Response:
