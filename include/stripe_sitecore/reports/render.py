@@ -3,12 +3,17 @@
 The HTML has no scripts and loads nothing from elsewhere (the Airflow UI may serve it on a
 machine without internet). Money is shown in major units, exactly (``Decimal``), with its
 currency. Files are written to a temporary name and renamed, so a reader never sees half a file.
+
+CSV cells are neutralised against formula injection (OWASP "CSV Injection"): order ids, payment
+statuses and metadata are written by shoppers and by whoever can call Stripe, and a spreadsheet
+runs a cell such as ``=HYPERLINK(...)`` as a formula (``csv_safe``, docs/reports.md).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
@@ -163,16 +168,38 @@ def _atomic_target(path: Path):
     return handle, Path(temporary)
 
 
+# What spreadsheets (Excel, LibreOffice, Google Sheets) take for the start of a formula, as OWASP
+# lists them. A plain decimal number is exempt: a refund of "-12.50" must stay a number a finance
+# user can add up, and a bare number cannot call anything.
+FORMULA_STARTS = frozenset("=+-@\t\r")
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def csv_safe(text: str) -> str:
+    """The cell as written to a CSV report: a leading ``'`` when it would start a formula.
+
+    The quote makes every spreadsheet show the text as it is instead of running it; the cell's
+    value for a program is the text with that one quote removed (docs/reports.md).
+    """
+    if text and text[0] in FORMULA_STARTS and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
-    """Write rows as they come (a day may have millions); returns how many."""
+    """Write rows as they come (a day may have millions), every cell through ``csv_safe``;
+    returns how many rows."""
     handle, temporary = _atomic_target(path)
     count = 0
+    starts = FORMULA_STARTS
     try:
         with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
-            writer.writerow(header)
+            writer.writerow([csv_safe(name) for name in header])
             for row in rows:
-                writer.writerow(row)
+                # Checking the first character inline keeps a million-row day fast; only the
+                # rare cell that starts like a formula pays for the function call.
+                writer.writerow([csv_safe(c) if c and c[0] in starts else c for c in row])
                 count += 1
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
