@@ -1,8 +1,10 @@
 """The webhook receiver as a FastAPI app: ``POST /stripe`` and ``POST /ordercloud``.
 
 Each delivery is size-capped (413 before parsing), signature-checked (400, nothing stored: the
-body is untrusted), shape-checked and written to the state DB's ``webhook_inbox`` once per event
-id (2xx, ``duplicate`` says whether it was there already).
+body is untrusted), shape-checked, refused when stale (400: a Stripe signature older than
+``tolerance``, an OrderCloud ``Date`` further than ``ordercloud_max_age_seconds`` from now, which
+stops replays of a captured delivery), scrubbed of secrets and written to the state DB's
+``webhook_inbox`` once per event id (2xx, ``duplicate`` says whether it was there already).
 
 A correctly signed body with the wrong shape is dead-lettered and answered **200**: the sender
 proved it holds the secret, so the body is what the sender meant, and sending it again will not
@@ -11,8 +13,10 @@ endpoint) for nothing; the dead letter keeps the rule and a readable reason for 
 at, and the poll still reads the event from Stripe's API (webhooks are only hints).
 
 Answers are JSON: ``{"received": true, "duplicate": bool}`` on success, ``{"error": code,
-"reason": text}`` otherwise. 503 means "try again later": the secret is not configured or the
-state DB is unreachable. No input leads to a 500: the fuzz tests send plenty.
+"reason": text}`` otherwise. 503 means "try again later": the secret is not configured, the
+secrets or the state DB cannot be read (on every path: lookup, insert, dead letter), or the
+receiver failed unexpectedly. Nothing answers 500, so a sender always retries what was not
+stored: the fuzz tests send plenty.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 512 * 1024
 # Stripe's own default: a signature older than this is refused, which stops replays.
 SIGNATURE_TOLERANCE_SECONDS = 300
+# OrderCloud signs the body only (X-oc-hash), not a time: its payload's ``Date`` is the signed
+# time, held to the same window by default (extra ``webhook_max_age_seconds`` of
+# ``ordercloud_default``). It is compared both ways: a Date ahead of our clock by more than the
+# window is as unusable for this check as an old one.
+ORDERCLOUD_MAX_AGE_SECONDS = 300
 
 DEAD_LETTER_SOURCES = {
     SOURCE_STRIPE: "stripe.webhooks",
@@ -59,16 +68,23 @@ DEAD_LETTER_SOURCES = {
 
 @dataclass(frozen=True)
 class WebhookSecrets:
-    """The secrets that sign the deliveries; ``None`` when not configured (answered with 503)."""
+    """The secrets that sign the deliveries (``None`` when not configured: answered with 503) and
+    how old an OrderCloud delivery may be; read together from the connections."""
 
     stripe_webhook_secret: str | None = None
     ordercloud_hash_key: str | None = None
+    ordercloud_max_age_seconds: float = ORDERCLOUD_MAX_AGE_SECONDS
 
     def __repr__(self) -> str:  # never show the values, not even in a traceback
         return (
             f"WebhookSecrets(stripe_webhook_secret={'set' if self.stripe_webhook_secret else None},"
-            f" ordercloud_hash_key={'set' if self.ordercloud_hash_key else None})"
+            f" ordercloud_hash_key={'set' if self.ordercloud_hash_key else None},"
+            f" ordercloud_max_age_seconds={self.ordercloud_max_age_seconds})"
         )
+
+
+class WebhookSettingsError(ValueError):
+    """A webhook setting in a connection that cannot be used; the message says which and why."""
 
 
 SecretsProvider = Callable[[], WebhookSecrets]
@@ -93,10 +109,12 @@ class Receiver:
         store_provider: StoreProvider,
         *,
         tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+        clock: Callable[[], float] = time.time,
     ):
         self.secrets_provider = secrets_provider
         self.store_provider = store_provider
         self.tolerance = tolerance
+        self.clock = clock
 
     # --- Stripe ----------------------------------------------------------------------------
     def stripe(self, body: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
@@ -114,6 +132,8 @@ class Receiver:
         except Answer as answer:
             self._log_refusal(SOURCE_STRIPE, answer, len(body))
             return answer.status, answer.body
+        except Exception as exc:
+            return _unexpected(SOURCE_STRIPE, exc)
 
     def _verify_stripe(self, body: bytes, signature: str | None, secret: str) -> str:
         if not signature:
@@ -148,7 +168,8 @@ class Receiver:
     # --- OrderCloud ------------------------------------------------------------------------
     def ordercloud(self, body: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
         try:
-            key = self._secrets().ordercloud_hash_key
+            secrets = self._secrets()
+            key = secrets.ordercloud_hash_key
             if not key:
                 raise Answer(
                     503,
@@ -165,21 +186,51 @@ class Receiver:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 text = None
+            max_age = secrets.ordercloud_max_age_seconds
             return self._store(
-                SOURCE_ORDERCLOUD, text, body, parse_ordercloud_payload, "ordercloud_webhook"
+                SOURCE_ORDERCLOUD,
+                text,
+                body,
+                parse_ordercloud_payload,
+                "ordercloud_webhook",
+                check=lambda record: self._check_ordercloud_age(record, max_age),
             )
         except Answer as answer:
             self._log_refusal(SOURCE_ORDERCLOUD, answer, len(body))
             return answer.status, answer.body
+        except Exception as exc:
+            return _unexpected(SOURCE_ORDERCLOUD, exc)
+
+    def _check_ordercloud_age(self, record: InboxRecord, max_age: float) -> None:
+        """Refuse a signed delivery whose ``Date`` is outside the window, like a stale Stripe
+        signature: 400, nothing stored (the body is genuine, but may be a replay)."""
+        age = self.clock() - record.event_created.timestamp()
+        if age > max_age:
+            raise Answer(
+                400,
+                "stale_delivery",
+                f"OrderCloud delivery Date {record.event_created.isoformat()} is more than "
+                f"{max_age:g}s old (extra 'webhook_max_age_seconds' of 'ordercloud_default')",
+            )
+        if -age > max_age:
+            raise Answer(
+                400,
+                "stale_delivery",
+                f"OrderCloud delivery Date {record.event_created.isoformat()} is more than "
+                f"{max_age:g}s ahead of this server's clock",
+            )
 
     # --- shared ----------------------------------------------------------------------------
     def _secrets(self) -> WebhookSecrets:
         try:
             return self.secrets_provider()
+        except WebhookSettingsError as exc:
+            raise Answer(503, "not_configured", str(exc)) from None
         except Exception as exc:
+            # The connections could not be read at all (their database down): try again later.
             log.warning("webhook secrets unavailable: %s", type(exc).__name__)
             raise Answer(
-                503, "not_configured", f"webhook secrets unavailable: {type(exc).__name__}"
+                503, "secrets_unavailable", f"webhook secrets unavailable: {type(exc).__name__}"
             ) from None
 
     def _store(
@@ -189,8 +240,10 @@ class Receiver:
         body: bytes,
         parse: Callable[[dict[str, Any]], InboxRecord],
         rule_prefix: str,
+        check: Callable[[InboxRecord], None] | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """Signed: into the inbox, or, when its shape is wrong, into the dead letters."""
+        """Signed: into the inbox, or, when its shape is wrong, into the dead letters. ``check``
+        may refuse a well-shaped record (raises ``Answer``) before anything is stored."""
         parsed: dict[str, Any] | None = None
         try:
             if text is None:
@@ -199,8 +252,11 @@ class Receiver:
             record = parse(parsed)
         except InvalidWebhook as invalid:
             return self._dead_letter(source, body, parsed, invalid)
+        if check is not None:
+            check(record)
+        store = self._store_provider()
         try:
-            with self._store_provider().begin() as tx:
+            with store.begin() as tx:
                 added = tx.add_to_inbox(
                     event_id=record.event_id,
                     source=record.source,
@@ -244,8 +300,9 @@ class Receiver:
             if parsed is not None
             else {"size": len(body), "sha256": digest, "body": "(not kept: not a JSON object)"}
         )
+        store = self._store_provider()
         try:
-            with self._store_provider().begin() as tx:
+            with store.begin() as tx:
                 tx.quarantine(
                     source=DEAD_LETTER_SOURCES[source],
                     record_key=record_key,
@@ -257,14 +314,20 @@ class Receiver:
             if not _is_data_error(exc):
                 raise _db_unavailable(exc) from None
             # The database would not take the body even as a dead letter: keep its digest.
-            with self._store_provider().begin() as tx:
-                tx.quarantine(
-                    source=DEAD_LETTER_SOURCES[source],
-                    record_key=f"sha256:{digest}",
-                    record={"size": len(body), "sha256": digest, "body": "(not kept)"},
-                    rule=invalid.rule,
-                    reason=invalid.reason,
-                )
+            # If it is down by now, 503: the sender retries, and the dead letter is not lost.
+            try:
+                with self._store_provider().begin() as tx:
+                    tx.quarantine(
+                        source=DEAD_LETTER_SOURCES[source],
+                        record_key=f"sha256:{digest}",
+                        record={"size": len(body), "sha256": digest, "body": "(not kept)"},
+                        rule=invalid.rule,
+                        reason=invalid.reason,
+                    )
+            except Answer:
+                raise
+            except Exception as retry_exc:
+                raise _db_unavailable(retry_exc) from None
         log.warning("%s webhook dead-lettered (%s): %s", source, invalid.rule, invalid.reason[:200])
         return 200, {
             "received": True,
@@ -297,6 +360,17 @@ def _is_data_error(exc: Exception) -> bool:
     return isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError)
 
 
+def _unexpected(source: str, exc: Exception) -> tuple[int, dict[str, Any]]:
+    """A failure nothing above foresaw: 503, so the sender retries and nothing is lost. Logged
+    with where it happened but not its message, which may quote the (unscrubbed) body."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    log.error("%s webhook failed unexpectedly: %s at %s", source, type(exc).__name__, where)
+    return 503, {"error": "receiver_error", "reason": f"receiver failed: {type(exc).__name__}"}
+
+
 def _db_unavailable(exc: Exception) -> Answer:
     log.warning("state database unavailable for webhooks: %s", type(exc).__name__)
     return Answer(503, "state_db_unavailable", f"state database unavailable: {type(exc).__name__}")
@@ -322,10 +396,11 @@ def create_app(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The receiver app. Providers are called per request (cache in them), so secrets and the
     state DB are read where the app runs (Airflow's api-server), not where it is built."""
-    receiver = Receiver(secrets_provider, store_provider, tolerance=tolerance)
+    receiver = Receiver(secrets_provider, store_provider, tolerance=tolerance, clock=clock)
     app = FastAPI(
         title="Stripe–Sitecore webhooks",
         description="Signed Stripe and OrderCloud webhooks into the integration's inbox.",

@@ -3,7 +3,9 @@
 Read at request time in the process that serves the app (Airflow's api-server), so a secret
 rotated in the connection is used within ``ttl`` seconds without a restart. The secrets are the
 extras the hooks document (``StripeHook.webhook_secret``, ``OrderCloudHook.webhook_hash_key``)
-and are masked in Airflow's logs once read.
+and are masked in Airflow's logs once read; ``ordercloud_default`` also gives
+``webhook_max_age_seconds``. A connection that is not defined reads as "not configured"; one that
+cannot be read (its database down) raises, which the receiver answers with 503.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from stripe_sitecore.webhooks.app import WebhookSecrets
+from stripe_sitecore.webhooks.app import (
+    ORDERCLOUD_MAX_AGE_SECONDS,
+    WebhookSecrets,
+    WebhookSettingsError,
+)
 
 if TYPE_CHECKING:
     from stripe_sitecore.store.state import StateStore
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 30.0
+MAX_AGE_EXTRA = "webhook_max_age_seconds"
 
 T = TypeVar("T")
 
@@ -48,20 +55,32 @@ class Cached(Generic[T]):
             return self._value  # type: ignore[return-value]
 
 
-def _extra_secret(conn_id: str, field: str) -> str | None:
+def _extra(conn_id: str) -> dict[str, Any] | None:
+    """A connection's extra, ``None`` when the connection is not defined.
+
+    Any other failure (the metadata database or a secrets backend down) propagates: the receiver
+    answers 503 and the next delivery reads again, instead of a "not configured" being cached.
+    """
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id).extra_dejson
+    except AirflowNotFoundException:
+        log.warning("connection %r is not defined: webhooks it signs are refused", conn_id)
+        return None
+
+
+def _secret(extra: dict[str, Any] | None, conn_id: str, field: str) -> str | None:
     """One secret from a connection's extra, masked in Airflow's logs from now on.
 
     Read directly rather than through the hook's settings, so a mistake in an unrelated field
     (a bad ``max_network_retries``) does not stop webhooks from being received.
     """
-    from airflow.sdk import BaseHook
-
     from stripe_sitecore.hooks.connection import mask_secrets
 
-    try:
-        secret = BaseHook.get_connection(conn_id).extra_dejson.get(field) or None
-    except Exception as exc:  # a missing or unreadable connection reads as "not configured"
-        log.warning("webhook secret %r unavailable from %r: %s", field, conn_id, type(exc).__name__)
+    secret = (extra or {}).get(field) or None
+    if secret is None:
         return None
     if not isinstance(secret, str):
         log.warning("extra %r of connection %r is not a string", field, conn_id)
@@ -70,20 +89,43 @@ def _extra_secret(conn_id: str, field: str) -> str | None:
     return secret
 
 
+def _max_age(extra: dict[str, Any] | None, conn_id: str) -> float:
+    value = (extra or {}).get(MAX_AGE_EXTRA)
+    if value is None or value == "":
+        return ORDERCLOUD_MAX_AGE_SECONDS
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not 0 < seconds < float("inf"):
+        raise WebhookSettingsError(
+            f"extra {MAX_AGE_EXTRA!r} of connection {conn_id!r} must be a positive number of "
+            f"seconds, not {value!r}"
+        )
+    return seconds
+
+
+def read_webhook_secrets(
+    stripe_conn_id: str = "stripe_default", ordercloud_conn_id: str = "ordercloud_default"
+) -> WebhookSecrets:
+    """``stripe_default`` extra ``webhook_secret``; ``ordercloud_default`` extras
+    ``webhook_hash_key`` and ``webhook_max_age_seconds`` (default 300)."""
+    stripe_extra = _extra(stripe_conn_id)
+    ordercloud_extra = _extra(ordercloud_conn_id)
+    return WebhookSecrets(
+        stripe_webhook_secret=_secret(stripe_extra, stripe_conn_id, "webhook_secret"),
+        ordercloud_hash_key=_secret(ordercloud_extra, ordercloud_conn_id, "webhook_hash_key"),
+        ordercloud_max_age_seconds=_max_age(ordercloud_extra, ordercloud_conn_id),
+    )
+
+
 def secrets_from_connections(
     stripe_conn_id: str = "stripe_default",
     ordercloud_conn_id: str = "ordercloud_default",
     ttl: float = DEFAULT_TTL_SECONDS,
 ) -> Callable[[], WebhookSecrets]:
-    """``stripe_default`` extra ``webhook_secret``, ``ordercloud_default`` extra
-    ``webhook_hash_key``."""
-    return Cached(
-        lambda: WebhookSecrets(
-            stripe_webhook_secret=_extra_secret(stripe_conn_id, "webhook_secret"),
-            ordercloud_hash_key=_extra_secret(ordercloud_conn_id, "webhook_hash_key"),
-        ),
-        ttl,
-    )
+    """``read_webhook_secrets``, cached for ``ttl`` seconds (a failed read is not cached)."""
+    return Cached(lambda: read_webhook_secrets(stripe_conn_id, ordercloud_conn_id), ttl)
 
 
 class _StoreFromConnection:

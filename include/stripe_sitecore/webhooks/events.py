@@ -29,17 +29,50 @@ _MAX_UNIX = 253_402_300_799
 MAX_DEPTH = 64
 
 
-# Keys whose values are secrets or credentials, dropped at any depth before anything is stored:
-# a PaymentIntent's client_secret, OrderCloud's UserToken and the calls' headers.
-SECRET_KEYS = frozenset(
-    {"client_secret", "secret", "UserToken", "Headers", "password", "access_token", "refresh_token"}
+# Keys whose values are secrets or credentials, dropped at any depth before anything is stored.
+# Names are compared without case, "_" or "-" (OrderCloud writes ClientSecret, Stripe
+# client_secret, an integration may write client-secret). From the vendors' published models:
+# Stripe's PaymentIntent/SetupIntent ``client_secret`` and an endpoint's ``secret``; OrderCloud's
+# webhook ``UserToken`` and the calls' ``Headers`` (the caller's Authorization), user
+# ``Password`` (user create/update, ``PasswordReset``), ``NewPassword`` (``TokenPasswordReset``),
+# ``ExistingPassword``, ``ApiClient.ClientSecret``, ``ApiClientSecretCreateResponse``,
+# OpenID Connect ``ConnectClientSecret``, webhook and integration-event ``HashKey``, OAuth
+# ``access_token``/``refresh_token``/``identity_token``, message-sender bodies'
+# ``OneTimePassword``, ``PasswordRenewalAccessToken``, ``PasswordRenewalVerificationCode`` and
+# ``PasswordRenewalUrl`` (it carries the code), and delivery configs' ``SaslPassword``,
+# ``ApiKey``, ``ConnectionString``.
+SECRET_KEY_SUFFIXES = (
+    "password",
+    "secret",
+    "token",
+    "apikey",
+    "hashkey",
+    "accesskey",
+    "secretkey",
+    "privatekey",
+    "signingkey",
+    "connectionstring",
+    "verificationcode",
 )
+SECRET_KEYS = frozenset(
+    {"headers", "authorization", "proxyauthorization", "cookie", "setcookie", "passwordrenewalurl"}
+)
+_NOT_IN_NAMES = re.compile(r"[^0-9a-z]")
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a JSON key names a secret: ``Password``, ``client_secret``, ``AccessToken``, ..."""
+    if not isinstance(key, str):
+        return False
+    name = _NOT_IN_NAMES.sub("", key.lower())
+    return name in SECRET_KEYS or name.endswith(SECRET_KEY_SUFFIXES)
 
 
 def scrub(value: Any) -> Any:
-    """A copy without ``SECRET_KEYS`` (bodies are depth-checked first, so recursion is bounded)."""
+    """A copy without secret-named keys (``is_secret_key``) at any depth, in objects and lists
+    alike (bodies are depth-checked first, so recursion is bounded)."""
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if k not in SECRET_KEYS}
+        return {k: scrub(v) for k, v in value.items() if not is_secret_key(k)}
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value
