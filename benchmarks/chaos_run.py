@@ -43,6 +43,7 @@ from typing import Any
 import requests
 
 from sandbox.common import dumps_exact
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 
 CURRENCIES = [
     ("USD", "19.99"),
@@ -133,8 +134,8 @@ class Simulators:
 
 
 def clients(urls: dict[str, str]):
+    from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
     from stripe_sitecore.clients.erp import ERPClient, ERPSettings
-    from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
     from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 
     gateway = StripeGateway(
@@ -164,11 +165,10 @@ def _stage(name: str, urls: dict[str, str], state_url: str, window: tuple, out) 
     """One task try, in a child process: the flow, then its summary back to the parent."""
     from stripe_sitecore.flows.common import Window
     from stripe_sitecore.flows.erp import drain_erp_outbox
-    from stripe_sitecore.flows.order_to_cash import (
-        ORDER_LIST_OVERLAP,
+    from stripe_sitecore.flows.orders_to_stripe import ORDER_LIST_OVERLAP, sync_orders_to_stripe
+    from stripe_sitecore.flows.payments_to_sitecore import (
         STRIPE_EVENT_OVERLAP,
         apply_stripe_events,
-        sync_orders_to_stripe,
     )
     from stripe_sitecore.store import StateStore
 
@@ -177,14 +177,14 @@ def _stage(name: str, urls: dict[str, str], state_url: str, window: tuple, out) 
     start, end = window
     if name == "orders":
         summary = sync_orders_to_stripe(
-            ordercloud, gateway, store, Window(start, end, ORDER_LIST_OVERLAP)
+            OrderCloudBackend(ordercloud), gateway, store, Window(start, end, ORDER_LIST_OVERLAP)
         )
     elif name == "events":
         summary = apply_stripe_events(
-            gateway, ordercloud, store, Window(start, end, STRIPE_EVENT_OVERLAP)
+            gateway, OrderCloudBackend(ordercloud), store, Window(start, end, STRIPE_EVENT_OVERLAP)
         )
     else:
-        summary = drain_erp_outbox(ordercloud, erp, store, batch_size=10_000)
+        summary = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store, batch_size=10_000)
     out.send(summary.as_dict())
     store.dispose()
 
@@ -516,9 +516,11 @@ def reconcile(urls, state_url, day, orders, bad, workdir: Path) -> dict[str, Any
     period = ReportPeriod(day)
     settings = ReconciliationSettings(reports_dir=str(workdir / "reports"))
     reconciliation.stage_stripe(gateway, store, period)
-    reconciliation.stage_sitecore(ordercloud, store, period, settings)
-    reconciliation.resolve_references(gateway, ordercloud, store, period, settings)
-    summary = reconciliation.classify(store, period, settings)
+    reconciliation.stage_sitecore(OrderCloudBackend(ordercloud), store, period, settings)
+    reconciliation.resolve_references(
+        gateway, OrderCloudBackend(ordercloud), store, period, settings
+    )
+    summary = reconciliation.classify(store, period, settings, backend="ordercloud")
     with store.engine.connect() as conn:
         items = list(repo.stream_items(conn, day))
     store.dispose()

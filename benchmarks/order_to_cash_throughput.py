@@ -29,17 +29,13 @@ import requests
 
 from sandbox.common import dumps_exact
 from sandbox.seed import demo_orders
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.clients.erp import ERPClient, ERPSettings
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.flows.common import MAX_WORKERS, Window
 from stripe_sitecore.flows.erp import drain_erp_outbox
-from stripe_sitecore.flows.order_to_cash import (
-    ORDER_LIST_OVERLAP,
-    STRIPE_EVENT_OVERLAP,
-    apply_stripe_events,
-    sync_orders_to_stripe,
-)
+from stripe_sitecore.flows.orders_to_stripe import ORDER_LIST_OVERLAP, sync_orders_to_stripe
+from stripe_sitecore.flows.payments_to_sitecore import STRIPE_EVENT_OVERLAP, apply_stripe_events
 from stripe_sitecore.store import StateStore
 
 STRIPE_KEY = "sk_test_benchmark_fake_000000000000"

@@ -326,7 +326,7 @@ def run(url: str, rows: int, *, report: bool = True, reports_dir: Path | None = 
         rss_before = max_rss_mib()
         tracemalloc.start()
         started = time.perf_counter()
-        summary = reconciliation.classify(store, period, settings)
+        summary = reconciliation.classify(store, period, settings, backend="ordercloud")
         classify_seconds = time.perf_counter() - started
         _, python_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

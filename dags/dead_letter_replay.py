@@ -61,16 +61,16 @@ def dead_letter_replay():
     @task
     def select_dead_letters() -> dict:
         """The open dead letters the params pick: ids, and counts per rule."""
-        from stripe_sitecore.dead_letters.tasks import select
+        from stripe_sitecore.runtime import dead_letters_select
 
-        return select(get_current_context()["params"])
+        return dead_letters_select(get_current_context()["params"])
 
     @task
     def replay_dead_letters(selected: dict) -> dict:
         """Send them through their flow again; returns counts and each one's outcome."""
-        from stripe_sitecore.dead_letters.tasks import replay
+        from stripe_sitecore.runtime import dead_letters_replay
 
-        return replay(selected, dry_run=get_current_context()["params"]["dry_run"])
+        return dead_letters_replay(selected, dry_run=get_current_context()["params"]["dry_run"])
 
     replay_dead_letters(select_dead_letters())
 

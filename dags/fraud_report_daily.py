@@ -57,28 +57,28 @@ def fraud_report_daily():
     @task
     def load_facts() -> dict:
         """The day's payment attempts, and the history the rules look back on."""
-        from stripe_sitecore.reports.tasks import fraud_load_facts
+        from stripe_sitecore.runtime import fraud_load_facts
 
         return fraud_load_facts(get_current_context())
 
     @task
     def flag_orders() -> dict:
         """Run the rules; returns flagged orders per rule and severity, and alerts."""
-        from stripe_sitecore.reports.tasks import fraud_flag
+        from stripe_sitecore.runtime import fraud_flag
 
         return fraud_flag(get_current_context())
 
     @task
     def publish_report() -> dict:
         """Write the day's CSV and HTML report."""
-        from stripe_sitecore.reports.tasks import fraud_publish
+        from stripe_sitecore.runtime import fraud_publish
 
         return fraud_publish(get_current_context())
 
     @task
     def write_fraud_review() -> dict:
         """xp.FraudReview on each flagged order (when the setting is on)."""
-        from stripe_sitecore.reports.tasks import fraud_write_reviews
+        from stripe_sitecore.runtime import fraud_write_reviews
 
         return fraud_write_reviews(get_current_context())
 

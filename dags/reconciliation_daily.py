@@ -66,42 +66,42 @@ def reconciliation_daily():
     @task
     def stage_stripe() -> dict:
         """The day's charges, refunds, disputes, balance transactions and payouts."""
-        from stripe_sitecore.reports.tasks import reconciliation_stage_stripe
+        from stripe_sitecore.runtime import reconciliation_stage_stripe
 
         return reconciliation_stage_stripe(get_current_context())
 
     @task
     def stage_sitecore() -> dict:
         """The day's OrderCloud orders and their payments."""
-        from stripe_sitecore.reports.tasks import reconciliation_stage_sitecore
+        from stripe_sitecore.runtime import reconciliation_stage_sitecore
 
         return reconciliation_stage_sitecore(get_current_context())
 
     @task
     def resolve_references() -> dict:
         """Orders the day's Stripe objects name, charges of orders paid on other days."""
-        from stripe_sitecore.reports.tasks import reconciliation_resolve
+        from stripe_sitecore.runtime import reconciliation_resolve
 
         return reconciliation_resolve(get_current_context())
 
     @task
     def classify() -> dict:
         """Match and classify; returns counts per category, totals and alerts."""
-        from stripe_sitecore.reports.tasks import reconciliation_classify
+        from stripe_sitecore.runtime import reconciliation_classify
 
         return reconciliation_classify(get_current_context())
 
     @task
     def publish_report() -> dict:
         """Write the day's CSV and HTML report."""
-        from stripe_sitecore.reports.tasks import reconciliation_publish
+        from stripe_sitecore.runtime import reconciliation_publish
 
         return reconciliation_publish(get_current_context())
 
     @task
     def self_heal() -> dict:
         """Re-queue paid-in-Stripe-only orders (when the setting is on)."""
-        from stripe_sitecore.reports.tasks import reconciliation_heal
+        from stripe_sitecore.runtime import reconciliation_heal
 
         return reconciliation_heal(get_current_context())
 

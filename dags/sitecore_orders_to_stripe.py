@@ -52,9 +52,9 @@ def sitecore_orders_to_stripe():
 
         Beside the sync task, not after it: it runs whatever the sync does, and the run's state
         stays the sync's."""
-        from stripe_sitecore.alerting.checks import run_health_checks
+        from stripe_sitecore.runtime import health_checks
 
-        return run_health_checks()
+        return health_checks()
 
     push_orders_to_stripe()
     check_health()

@@ -28,10 +28,6 @@ from typing import Any
 import requests
 import stripe
 
-from stripe_sitecore.clients.erp import ERPError
-from stripe_sitecore.clients.http import InvalidId
-from stripe_sitecore.clients.ordercloud import OrderCloudError
-
 # Stripe's 409s that mean "another request holds the object (or the key) right now".
 STRIPE_RETRYABLE_CONFLICTS = frozenset({"lock_timeout", "idempotency_key_in_use"})
 TRANSIENT_STATUSES = frozenset({429})
@@ -45,6 +41,42 @@ class ErrorKind(enum.Enum):
 
 class ConfigurationError(RuntimeError):
     """The deployment's configuration is wrong for every record: fail the task, do not retry."""
+
+
+class APIError(Exception):
+    """An error answer (or no answer: ``status`` None) from one of the HTTP APIs the project
+    has its own client for (OrderCloud, XC, the ERP). Each client's errors derive from it, so
+    that ``classify`` reads them all the same way; a client whose API says more than its status
+    (XC's command messages) overrides ``kind``."""
+
+    system = "api"
+    status: int | None = None
+
+    def kind(self) -> ErrorKind:
+        status = self.status
+        if status is None or status >= 500 or status in TRANSIENT_STATUSES:
+            return ErrorKind.RETRY
+        if status in (401, 403):
+            # The clients refresh a token once on 401; one that still fails is the credentials.
+            return ErrorKind.CONFIG
+        return ErrorKind.FINAL
+
+    def refusal_code(self) -> str:
+        """What names the refusal in a dead letter's rule: ``<system>.<code>``."""
+        return str(self.status)
+
+    def refusal_details(self) -> dict[str, Any]:
+        return {"system": self.system, "status": self.status}
+
+
+class InvalidId(ValueError):
+    """An id from outside (Stripe metadata, a webhook body, a replay) that cannot be an id of
+    the system it is meant for. Refused before any request is made: a retry cannot cure it."""
+
+    def __init__(self, system: str, what: str, value: Any, rule: str):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        super().__init__(f"{shown} is not a valid {system} {what} id ({rule})")
+        self.system, self.what, self.value = system, what, value
 
 
 class RecordRefused(Exception):
@@ -69,8 +101,8 @@ def classify(error: BaseException) -> ErrorKind:
         return ErrorKind.CONFIG
     if isinstance(error, stripe.StripeError):
         return _classify_stripe(error)
-    if isinstance(error, OrderCloudError | ERPError):
-        return _classify_status(error.status)
+    if isinstance(error, APIError):
+        return error.kind()
     if isinstance(error, requests.RequestException):
         return ErrorKind.RETRY
     raise TypeError(f"not an API error: {type(error).__name__}")
@@ -93,20 +125,10 @@ def _classify_stripe(error: stripe.StripeError) -> ErrorKind:
     return ErrorKind.FINAL
 
 
-def _classify_status(status: int | None) -> ErrorKind:
-    if status is None or status >= 500 or status in TRANSIENT_STATUSES:
-        return ErrorKind.RETRY
-    if status in (401, 403):
-        # The clients refresh a token once on 401; one that still fails is the credentials.
-        return ErrorKind.CONFIG
-    return ErrorKind.FINAL
-
-
 # Errors the flows catch per record: every API error, whatever its kind (``classify`` decides).
 API_ERRORS = (
     stripe.StripeError,
-    OrderCloudError,
-    ERPError,
+    APIError,
     requests.RequestException,
     RecordRefused,
     InvalidId,
@@ -151,18 +173,10 @@ def refusal(error: BaseException) -> Refusal:
         reason = f"Stripe refused it ({details.get('status')} {kind}"
         reason += f"; {named}): " if named else "): "
         return Refusal(f"stripe.{kind}", reason + (details.get("message") or ""), details)
-    if isinstance(error, OrderCloudError):
-        details = {
-            "system": "ordercloud",
-            "status": error.status,
-            "error_code": error.error_code,
-            "method": error.method,
-            "path": error.path,
-        }
-        code = error.error_code or error.status
-        return Refusal(f"ordercloud.{code}", f"OrderCloud refused it: {error}", details)
-    if isinstance(error, ERPError):
-        return Refusal("erp.refused", str(error), {"system": "erp", "status": error.status})
+    if isinstance(error, APIError):
+        details = {k: v for k, v in error.refusal_details().items() if v is not None}
+        rule = f"{error.system}.{error.refusal_code()}"
+        return Refusal(rule, f"{error.system} refused it: {error}", details)
     return Refusal("api.refused", f"{type(error).__name__}: {error}", {})
 
 

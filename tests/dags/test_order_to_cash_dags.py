@@ -7,7 +7,7 @@ import pytest
 import requests
 import stripe
 
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.store import StateStore
 from tests.harness.airflow import run_dag
 from tests.harness.services import (

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.store import StateStore
 from stripe_sitecore.store import reports as repo
 from tests.harness.airflow import run_dag

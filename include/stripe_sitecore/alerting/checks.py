@@ -21,12 +21,12 @@ ALERT_KEY_PREFIX = "alert:"
 DEFAULT_BACKLOG_THRESHOLD = 25
 DEFAULT_STALE_INTERVALS = 3
 DEFAULT_REPEAT_EVERY = timedelta(hours=4)
-# The windowed streams and their schedule interval; each order DAG checks both, so that one that
-# is paused or failing is reported by the other.
-ORDER_STREAMS = {
-    "ordercloud.orders": timedelta(minutes=5),
-    "stripe.events": timedelta(minutes=5),
-}
+
+
+def order_streams(backend: str) -> dict[str, timedelta]:
+    """The windowed streams of order to cash and their schedule interval; each order DAG checks
+    both, so that one that is paused or failing is reported by the other."""
+    return {f"{backend}.orders": timedelta(minutes=5), "stripe.events": timedelta(minutes=5)}
 
 
 def _due(store: StateStore, key: str, repeat_every: timedelta, now: datetime) -> bool:
@@ -146,20 +146,14 @@ def _human(delta: timedelta) -> str:
 
 
 def run_health_checks(
-    streams: Mapping[str, timedelta] = ORDER_STREAMS,
+    store: StateStore,
+    streams: Mapping[str, timedelta],
     *,
     backlog_threshold: int = DEFAULT_BACKLOG_THRESHOLD,
 ) -> dict[str, dict]:
-    """Both checks against the ``stripe_sitecore_state`` database, for a task to call (e.g. a
-    ``trigger_rule="all_done"`` task at the end of a DAG). Returns what they found, XCom-ready."""
-    from stripe_sitecore.hooks.state import StateStoreHook
-
-    store = StateStoreHook().get_conn()
-    try:
-        backlog = check_dead_letter_backlog(store, threshold=backlog_threshold)
-        stale = check_stale_cursors(store, streams)
-    finally:
-        store.dispose()
+    """Both checks, for a task to call. Returns what they found, XCom-ready."""
+    backlog = check_dead_letter_backlog(store, threshold=backlog_threshold)
+    stale = check_stale_cursors(store, streams)
     return {
         "dead_letter_backlog": backlog,
         "stale_cursors": {stream: instant.isoformat() for stream, instant in stale.items()},

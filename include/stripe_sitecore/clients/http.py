@@ -15,22 +15,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from stripe_sitecore.errors import InvalidId
+
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 # A server asking for more than this is treated as down for now; the Airflow task retry,
 # minutes later, is the better place to wait.
 RETRY_AFTER_MAX_SECONDS = 60
-
-
-class InvalidId(ValueError):
-    """An id from outside (Stripe metadata, a webhook body, a replay) that cannot be an id of
-    the system it is meant for. Refused before any request is made: a retry cannot cure it."""
-
-    def __init__(self, system: str, what: str, value: Any, rule: str):
-        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-        super().__init__(f"{shown} is not a valid {system} {what} id ({rule})")
-        self.system, self.what, self.value = system, what, value
 
 
 def path_segment(value: Any, *, system: str, what: str, pattern: re.Pattern[str], rule: str) -> str:

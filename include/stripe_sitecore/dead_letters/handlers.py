@@ -16,34 +16,37 @@ from stripe_sitecore.store.state import DeadLetter, utcnow
 log = logging.getLogger(__name__)
 
 
-def replay_ordercloud_orders(
-    letters: list[DeadLetter], ctx: ReplayContext
-) -> Mapping[int, Outcome]:
-    """``ordercloud.orders``: fetch each order by id and push it with ``push_orders``.
+def replay_sitecore_orders(letters: list[DeadLetter], ctx: ReplayContext) -> Mapping[int, Outcome]:
+    """``<backend>.orders``: fetch each order by id and push it with ``push_orders``.
 
     A replay sends a create Stripe refused before even if the order did not change: the fix may
     have been made in Stripe (a payment method enabled, an account setting)."""
-    from stripe_sitecore.clients.ordercloud import OrderCloudNotFound
+    from stripe_sitecore.backends.base import SitecoreNotFound
     from stripe_sitecore.errors import API_ERRORS, ErrorKind, classify
-    from stripe_sitecore.flows import order_to_cash
+    from stripe_sitecore.flows.orders_to_stripe import push_orders
 
+    sitecore = ctx.sitecore
+    wrong = {letter.source for letter in letters} - {sitecore.orders_source}
+    if wrong:
+        raise ValueError(
+            f"dead letters of {sorted(wrong)} need their own backend; this deployment's is "
+            f"{sitecore.id!r} (Variable stripe_sitecore_backend)"
+        )
     started = utcnow()
     outcomes: dict[int, Outcome] = {}
     orders = {}
     for key in sorted({letter.record_key for letter in letters}):
         try:
-            orders[key] = ctx.ordercloud.get_order(key)
-        except OrderCloudNotFound:
-            gone = Outcome("failed", f"order {key} not found in OrderCloud")
+            orders[key] = sitecore.get_order(key)
+        except SitecoreNotFound:
+            gone = Outcome("failed", f"order {key} not found in {sitecore.title}")
             outcomes.update({letter.id: gone for letter in letters if letter.record_key == key})
         except API_ERRORS as exc:
             retryable = classify(exc) is ErrorKind.RETRY
             error = Outcome("failed", f"reading order {key}: {exc}", retryable=retryable)
             outcomes.update({letter.id: error for letter in letters if letter.record_key == key})
 
-    summary = order_to_cash.push_orders(
-        list(orders.values()), ctx.ordercloud, ctx.stripe, ctx.store, replay=True
-    )
+    summary = push_orders(list(orders.values()), sitecore, ctx.stripe, ctx.store, replay=True)
     return _outcomes(letters, ctx, started, outcomes, _failures_by_key(summary, "order "))
 
 
@@ -53,14 +56,14 @@ def replay_stripe_payment_intents(
     """``stripe.payment_intents``: bring each order in step with its PaymentIntent again, on
     the payment flow's own path (after a person linked, refunded or corrected something)."""
     from stripe_sitecore.errors import API_ERRORS, ErrorKind, classify
-    from stripe_sitecore.flows import order_to_cash
+    from stripe_sitecore.flows.payments_to_sitecore import apply_payment_intent
 
     started = utcnow()
     outcomes: dict[int, Outcome] = {}
     failures: dict[str, str] = {}
     for key in sorted({letter.record_key for letter in letters}):
         try:
-            order_to_cash.apply_payment_intent(key, ctx.stripe, ctx.ordercloud, ctx.store)
+            apply_payment_intent(key, ctx.stripe, ctx.sitecore, ctx.store)
         except API_ERRORS as exc:
             if classify(exc) is ErrorKind.RETRY:
                 failures[key] = str(exc)

@@ -7,8 +7,15 @@ to make a new source replayable, write one and add its line here.
 
 from __future__ import annotations
 
+from stripe_sitecore.backends import BACKEND_IDS
+
 REPLAY_HANDLERS: dict[str, str] = {
-    "ordercloud.orders": "stripe_sitecore.dead_letters.handlers:replay_ordercloud_orders",
+    # Every backend's orders ("ordercloud.orders", "xc.orders"): the configured backend's
+    # handler re-reads them from it.
+    **{
+        f"{backend}.orders": "stripe_sitecore.dead_letters.handlers:replay_sitecore_orders"
+        for backend in BACKEND_IDS
+    },
     "stripe.payment_intents": "stripe_sitecore.dead_letters.handlers:replay_stripe_payment_intents",
 }
 REPLAYABLE_SOURCES = tuple(sorted(REPLAY_HANDLERS))

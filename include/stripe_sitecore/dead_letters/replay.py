@@ -97,21 +97,21 @@ class Outcome:
 
 
 class ReplayContext:
-    """What a handler works with: the state store and clients made from the connections on
-    first use (tests pass their own)."""
+    """What a handler works with: the state store, and the Sitecore backend and Stripe made
+    from the connections on first use (tests pass their own)."""
 
-    def __init__(self, store: StateStore, *, ordercloud: Any = None, stripe: Any = None):
+    def __init__(self, store: StateStore, *, sitecore: Any = None, stripe: Any = None):
         self.store = store
-        self._ordercloud = ordercloud
+        self._sitecore = sitecore
         self._stripe = stripe
 
     @property
-    def ordercloud(self):
-        if self._ordercloud is None:
-            from stripe_sitecore.hooks.ordercloud import OrderCloudHook
+    def sitecore(self):
+        if self._sitecore is None:
+            from stripe_sitecore.backends import backend_from_connection
 
-            self._ordercloud = OrderCloudHook().get_conn()
-        return self._ordercloud
+            self._sitecore = backend_from_connection()
+        return self._sitecore
 
     @property
     def stripe(self):

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from stripe_sitecore.errors import (
     API_ERRORS,
@@ -18,6 +20,7 @@ from stripe_sitecore.errors import (
     classify,
     refusal,
 )
+from stripe_sitecore.mapping import Mapping, MappingError, Problem
 from stripe_sitecore.validation import jsonable
 
 if TYPE_CHECKING:
@@ -25,11 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The Sitecore backend the flows serve; links, idempotency keys and metadata carry it.
-BACKEND = "ordercloud"
-
-# Errors a task retry may cure (``errors.classify`` says which API errors those are).
-RETRYABLE_ERRORS = API_ERRORS
 # Concurrent API calls per task: well under Stripe's test-mode 25 requests/s with the budget.
 MAX_WORKERS = 8
 
@@ -188,3 +186,49 @@ def run_each(
 
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="flow") as pool:
         list(pool.map(guarded, items))
+
+
+def validated(
+    payload_type: str | None,
+    candidates: dict[str, dict[str, Any]],
+    records: dict[str, Any],
+    store: StateStore,
+    summary: RunSummary,
+    source: str,
+) -> list[str]:
+    """The keys whose payloads pass the Great Expectations suite the mapping declares
+    (``payload_type``); every other one is dead-lettered with its record and the expectations
+    it failed. The one validate-then-quarantine step of every flow."""
+    if not candidates:
+        return []  # nothing to write: Great Expectations is not even imported
+    if payload_type is None:
+        return sorted(candidates)
+    from stripe_sitecore.validation import quarantine_failures, validate_batch
+
+    report = validate_batch(payload_type, list(candidates.items()))
+    log.info("validation %s: %s", payload_type, report.summary())
+    if report.failed:
+        with store.begin() as tx:
+            summary.count(quarantined=quarantine_failures(report, records, tx, source))
+    return sorted(report.passed)
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def flow_settings(mapping: Mapping, model: type[S]) -> S:
+    """A flow's options from its mapping file's ``settings:``, checked by ``model`` (pydantic):
+    a wrong or unknown setting fails the task like a broken mapping, naming file and key."""
+    try:
+        return model.model_validate(mapping.settings)
+    except ValidationError as exc:
+        problems = [
+            Problem(
+                None,
+                None,
+                "settings." + ".".join(str(part) for part in error["loc"]),
+                error["msg"],
+            )
+            for error in exc.errors()
+        ]
+        raise MappingError(mapping.file, problems) from None

@@ -10,25 +10,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from stripe_sitecore.backends.base import SitecoreBackend
 from stripe_sitecore.clients.erp import ERPClient
-from stripe_sitecore.clients.ordercloud import OrderCloudClient
 from stripe_sitecore.errors import API_ERRORS, ConfigurationError, ErrorKind, classify, refusal
-from stripe_sitecore.flows.common import BACKEND, RunSummary, run_each
-from stripe_sitecore.flows.order_to_cash import ERP_TOPIC
+from stripe_sitecore.flows.common import RunSummary, run_each
 from stripe_sitecore.mapping import load_mapping
-from stripe_sitecore.store.state import OutboxMessage, StateStore
+from stripe_sitecore.store.state import ERP_TOPIC, OutboxMessage, StateStore
 from stripe_sitecore.validation import jsonable, validate_batch
 
 log = logging.getLogger(__name__)
 
-ERP_MAPPING = "ordercloud_order_to_erp"
 SOURCE_ERP = "erp.orders"
 # Attempts per message (each task try counts one) before it becomes a dead letter.
 MAX_ATTEMPTS = 8
 
 
 def drain_erp_outbox(
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     erp: ERPClient,
     store: StateStore,
     *,
@@ -37,12 +35,17 @@ def drain_erp_outbox(
 ) -> RunSummary:
     summary = RunSummary()
     with store.begin() as tx:
-        messages = tx.pending_messages(ERP_TOPIC, limit=batch_size)
+        messages = [
+            m
+            for m in tx.pending_messages(ERP_TOPIC, limit=batch_size)
+            # Another backend's messages wait for that backend's deployment.
+            if m.payload.get("backend", sitecore.id) == sitecore.id
+        ]
     summary.read = len(messages)
     if not messages:
         return summary
 
-    mapping = load_mapping(ERP_MAPPING)
+    mapping = load_mapping(sitecore.mappings.order_to_erp)
     orders: dict[str, dict[str, Any]] = {}
     payloads: dict[str, dict[str, Any]] = {}
     by_order = {m.payload["order_id"]: m for m in messages}
@@ -50,7 +53,7 @@ def drain_erp_outbox(
     def read_and_map(order_id: str) -> None:
         message = by_order[order_id]
         try:
-            order = ordercloud.get_order(order_id)
+            order = sitecore.get_order(order_id)
         except API_ERRORS as exc:
             _delivery_error(message, message.payload, exc, store, summary, max_attempts)
             return
@@ -62,8 +65,8 @@ def drain_erp_outbox(
             _dead(message, order, result.rule or "mapping", result.reason or "", store, summary)
 
     run_each(sorted(by_order), read_and_map, lambda oid: f"order {oid}", summary)
-    if payloads:
-        report = validate_batch("erp_order", sorted(payloads.items()))
+    if payloads and mapping.payload_type:
+        report = validate_batch(mapping.payload_type, sorted(payloads.items()))
         log.info("validation: %s", report.summary())
         for order_id, failures in report.failed.items():
             reason = "; ".join(f"{f.expectation}: {f.reason}" for f in failures)
@@ -74,7 +77,7 @@ def drain_erp_outbox(
         message = by_order[order_id]
         try:
             receipt = erp.submit_order(
-                payloads[order_id], idempotency_key=f"erp-order:{BACKEND}:{order_id}"
+                payloads[order_id], idempotency_key=f"erp-order:{sitecore.id}:{order_id}"
             )
         except API_ERRORS as exc:
             _delivery_error(message, orders[order_id], exc, store, summary, max_attempts)

@@ -22,11 +22,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from stripe_sitecore import alerts
-from stripe_sitecore.clients.ordercloud import OrderCloudClient
+from stripe_sitecore.backends.base import SitecoreBackend
 from stripe_sitecore.clients.stripe_gateway import StripeGateway
-from stripe_sitecore.flows.common import RETRYABLE_ERRORS, RunSummary
+from stripe_sitecore.errors import API_ERRORS, ConfigurationError, ErrorKind, classify
+from stripe_sitecore.flows.common import RunSummary, quarantine_refusal
 from stripe_sitecore.reports import render
-from stripe_sitecore.reports import sitecore_source as sitecore
 from stripe_sitecore.reports import stripe_source as stripe_src
 from stripe_sitecore.reports.fraud_rules import SEVERITIES, Case, History, RuleSet, evaluate
 from stripe_sitecore.reports.fraud_rules import load_rules as _load_rules
@@ -137,7 +137,7 @@ def _store_facts(
 
 def flag(
     gateway: StripeGateway,
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     store: StateStore,
     period: ReportPeriod,
     settings: FraudSettings,
@@ -158,10 +158,10 @@ def flag(
         earlier = list(
             repo.history_facts(conn, period.start, period.end, period.start - rules.lookback())
         )
-        _link_orders(conn, settings.backend, [*day_facts, *earlier, *signals])
+        _link_orders(conn, sitecore.id, [*day_facts, *earlier, *signals])
     history = History(earlier)
-    cases = _cases(day_facts, signals, settings.backend)
-    _add_sitecore_addresses(ordercloud, cases, period)
+    cases = _cases(day_facts, signals, sitecore.id)
+    _add_sitecore_addresses(sitecore, cases, period)
     flags = evaluate(rules, cases.values(), history)
     counts = _counts(flags)
     with store.engine.begin() as conn:
@@ -229,25 +229,22 @@ def _cases(
 
 
 def _add_sitecore_addresses(
-    ordercloud: OrderCloudClient, cases: dict[str, Case], period: ReportPeriod
+    sitecore: SitecoreBackend, cases: dict[str, Case], period: ReportPeriod
 ) -> None:
     """Billing country from the Sitecore order, for payments whose billing details Stripe lacks
     (a PaymentIntent confirmed without billing details)."""
     wanted = {case.order_id for case in cases.values() if case.order_id}
     orders = {
-        order["ID"]: order
-        for order in sitecore.window_orders(
-            ordercloud, period.start, period.end, submitted_from=period.start
-        )
-        if order["ID"] in wanted
+        sitecore.order_id(order): order
+        for order in sitecore.report_orders(period.start, period.end, submitted_from=period.start)
+        if sitecore.order_id(order) in wanted
     }
     missing = sorted(wanted - set(orders))
-    orders.update({oid: o for oid, o in sitecore.fetch_orders(ordercloud, missing) if o})
+    orders.update({oid: o for oid, o in sitecore.fetch_orders(missing) if o})
     for case in cases.values():
         order = orders.get(case.order_id or "")
         if order:
-            country = (order.get("BillingAddress") or {}).get("Country")
-            case.billing_country = country.upper() if country else None
+            case.billing_country = sitecore.countries(order)[0]
 
 
 def _counts(flags: list[dict[str, Any]]) -> dict[str, Any]:
@@ -353,7 +350,7 @@ def publish(store: StateStore, period: ReportPeriod, settings: FraudSettings) ->
 
 
 def write_reviews(
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     store: StateStore,
     period: ReportPeriod,
     settings: FraudSettings,
@@ -372,16 +369,22 @@ def write_reviews(
     summary.read = len(by_order)
     for order_id, order_flags in sorted(by_order.items()):
         try:
-            order = ordercloud.get_order(order_id)
-            current = (order.get("xp") or {}).get("FraudReview") or {}
+            order = sitecore.get_order(order_id)
+            current = sitecore.annotation(order, "fraud_review") or {}
             review = _merged_review(current, order_flags, period.day)
             if review == current:
                 summary.skipped += 1
                 continue
-            ordercloud.patch_order(order_id, {"xp": {"FraudReview": review}})
+            sitecore.annotate(order_id, sitecore.annotation_patch("fraud_review", review))
             summary.updated += 1
-        except RETRYABLE_ERRORS as exc:  # one order's outage spares the others
-            summary.fail(f"order {order_id}", exc, log)
+        except API_ERRORS as exc:  # one order's outage spares the others
+            if classify(exc) is ErrorKind.CONFIG:
+                raise ConfigurationError(f"order {order_id}: {exc}") from exc
+            if classify(exc) is ErrorKind.FINAL:
+                quarantine_refusal(store, summary, exc, source=sitecore.orders_source,
+                                   key=order_id, record={"order_id": order_id})  # fmt: skip
+            else:
+                summary.fail(f"order {order_id}", exc, log)
     return summary
 
 

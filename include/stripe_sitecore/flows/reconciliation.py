@@ -20,13 +20,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stripe_sitecore import alerts
-from stripe_sitecore.clients.ordercloud import OrderCloudClient
+from stripe_sitecore import alerts, errors
+from stripe_sitecore.backends.base import SitecoreBackend
 from stripe_sitecore.clients.stripe_gateway import StripeGateway
-from stripe_sitecore.flows.common import RETRYABLE_ERRORS, RunSummary
+from stripe_sitecore.flows.common import RunSummary
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.reports import matching, render
-from stripe_sitecore.reports import sitecore_source as sitecore
 from stripe_sitecore.reports import stripe_source as stripe_src
 from stripe_sitecore.reports.period import ReportPeriod
 from stripe_sitecore.reports.settings import DISCREPANCIES, ReconciliationSettings
@@ -98,35 +97,44 @@ def stage_stripe(gateway: StripeGateway, store: StateStore, period: ReportPeriod
 
 
 def stage_sitecore(
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     store: StateStore,
     period: ReportPeriod,
     settings: ReconciliationSettings,
 ) -> dict[str, int]:
-    """The day's OrderCloud orders (with their payments) into staging."""
+    """The day's Sitecore orders (with their payment facts) into staging."""
     day = period.day
     with store.engine.begin() as conn:
         repo.clear_stage(conn, day, [models.recon_stage_orders])
-    listed = sitecore.window_orders(
-        ordercloud,
+    listed = sitecore.report_orders(
         period.start,
         period.end,
-        submitted_from=sitecore.no_pi_window_start(period.start, settings),
+        submitted_from=no_pi_window_start(period.start, settings),
     )
     count = repo.insert_rows(
-        store, models.recon_stage_orders, _order_rows(ordercloud, listed, period, settings)
+        store, models.recon_stage_orders, sitecore.report_rows(listed, day, settings)
     )
-    log.info("reconciliation %s: staged %d OrderCloud orders", period, count)
+    log.info("reconciliation %s: staged %d %s orders", period, count, sitecore.title)
     return {"orders": count}
 
 
-def _order_rows(ordercloud, orders, period: ReportPeriod, settings: ReconciliationSettings):
-    if settings.read_payments:
-        pairs = sitecore.with_payments(ordercloud, orders)
-    else:
-        pairs = ((order, None) for order in orders)
-    for order, payments in pairs:
-        yield sitecore.order_row(order, payments, period.day, settings)
+def no_pi_window_start(start: datetime, settings: ReconciliationSettings) -> datetime:
+    """Orders submitted from here on are checked for a PaymentIntent by this day's run: the
+    check looks at ``[start - grace, end - grace)``, so every order is checked exactly once,
+    by the first run that ends at least the grace period after its submission."""
+    return start - timedelta(minutes=settings.grace_period_minutes)
+
+
+def missing_order_row(order_id: str, day) -> dict[str, Any]:
+    """An order id a Stripe object carries that the backend does not know."""
+    return {
+        "day": day,
+        "order_id": order_id,
+        "found": False,
+        "paid": False,
+        "refunded": False,
+        "refunded_minor": 0,
+    }
 
 
 # --- 2. references -----------------------------------------------------------------------------
@@ -134,26 +142,25 @@ def _order_rows(ordercloud, orders, period: ReportPeriod, settings: Reconciliati
 
 def resolve_references(
     gateway: StripeGateway,
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     store: StateStore,
     period: ReportPeriod,
     settings: ReconciliationSettings,
 ) -> dict[str, int]:
     """Fetch the orders the day's Stripe objects name and the lists did not bring, and the
     charges (of any day) of orders Sitecore counts as paid or refunded."""
-    day, backend = period.day, settings.backend
+    day, backend = period.day, sitecore.id
     with store.engine.begin() as conn:
         matching.link_orders(conn, day, backend)
         missing = matching.referenced_orders_missing(conn, day, backend)
-    found = [order for _, order in sitecore.fetch_orders(ordercloud, missing) if order]
-    unknown = sorted(set(missing) - {order["ID"] for order in found})
-    repo.insert_rows(
-        store, models.recon_stage_orders, _order_rows(ordercloud, found, period, settings)
-    )
+    fetched = sitecore.fetch_orders(missing)
+    found = [order for _, order in fetched if order]
+    unknown = sorted(order_id for order_id, order in fetched if order is None)
+    repo.insert_rows(store, models.recon_stage_orders, sitecore.report_rows(found, day, settings))
     repo.insert_rows(
         store,
         models.recon_stage_orders,
-        (sitecore.missing_order_row(order_id, day) for order_id in unknown),
+        (missing_order_row(order_id, day) for order_id in unknown),
     )
 
     with store.engine.connect() as conn:
@@ -197,7 +204,7 @@ def _payment_intent_or_none(gateway: StripeGateway, payment_intent_id: str) -> d
 
 
 def classify(
-    store: StateStore, period: ReportPeriod, settings: ReconciliationSettings
+    store: StateStore, period: ReportPeriod, settings: ReconciliationSettings, *, backend: str
 ) -> dict[str, Any]:
     """Match and classify the staged day; replaces the day's items and totals. Returns the
     task summary: counts per category, totals, and the data alerts raised."""
@@ -212,7 +219,7 @@ def classify(
             window_end=period.end,
             settings=settings.for_run_record(),
         )
-        counts = matching.classify(conn, day, period.start, period.end, settings)
+        counts = matching.classify(conn, day, period.start, period.end, settings, backend)
         amounts = repo.category_amounts(conn, day)
         totals = repo.totals(conn, day)
         repo.update_run(conn, REPORT, day, status="classified", counts=counts)
@@ -321,7 +328,7 @@ def publish(
 
 def heal(
     gateway: StripeGateway,
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     store: StateStore,
     period: ReportPeriod,
     settings: ReconciliationSettings,
@@ -340,11 +347,16 @@ def heal(
             continue
         try:
             outcome = _apply_payment_via_order_to_cash(
-                item["payment_intent_id"], gateway, ordercloud, store
+                item["payment_intent_id"], gateway, sitecore, store
             )
-        except RETRYABLE_ERRORS as exc:
-            summary.fail(f"order {item['order_id']}", exc, log)
-            continue
+        except errors.API_ERRORS as exc:
+            kind = errors.classify(exc)
+            if kind is errors.ErrorKind.CONFIG:
+                raise errors.ConfigurationError(f"order {item['order_id']}: {exc}") from exc
+            if kind is errors.ErrorKind.RETRY:
+                summary.fail(f"order {item['order_id']}", exc, log)
+                continue
+            outcome = f"refused ({errors.refusal(exc).rule})"
         with store.engine.begin() as conn:
             repo.set_resolution(conn, period.day, item["item_key"], f"requeued:{outcome}")
         if outcome == "paid":
@@ -358,13 +370,13 @@ def heal(
 def _apply_payment_via_order_to_cash(
     payment_intent_id: str,
     gateway: StripeGateway,
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     store: StateStore,
 ) -> str:
     """The one path that records a Stripe payment on the order (payment, transaction, xp,
     ledger, ERP outbox), owned by order-to-cash: reconciliation calls it and never copies it.
     Imported here only, so the report DAG's other tasks do not load that flow.
     """
-    from stripe_sitecore.flows import order_to_cash
+    from stripe_sitecore.flows.payments_to_sitecore import apply_payment_intent
 
-    return order_to_cash.apply_payment_intent(payment_intent_id, gateway, ordercloud, store)
+    return apply_payment_intent(payment_intent_id, gateway, sitecore, store)

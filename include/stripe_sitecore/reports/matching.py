@@ -35,9 +35,7 @@ import sqlalchemy as sa
 
 from stripe_sitecore.reports.settings import ReconciliationSettings
 from stripe_sitecore.store import models
-
-# As flows.order_to_cash writes them (a unit test keeps the two in step).
-ERP_TOPIC = "erp.orders"
+from stripe_sitecore.store.state import ERP_TOPIC
 
 charges = models.recon_stage_charges
 refunds = models.recon_stage_refunds
@@ -150,25 +148,25 @@ def classify(
     start: datetime,
     end: datetime,
     settings: ReconciliationSettings,
+    backend: str,
 ) -> dict[str, int]:
     """Replace the day's items and totals; returns the item count per category."""
     from stripe_sitecore.store import reports as repo
 
-    backend = settings.backend
     repo.clear_results(conn, day)
     link_orders(conn, day, backend)
     _charge_items(conn, day, backend)
     _refund_items(conn, day, backend)
     _dispute_items(conn, day, backend)
     _payout_items(conn, day)
-    _order_items(conn, day, start, end, settings)
+    _order_items(conn, day, start, end, settings, backend)
     _totals(conn, day)
     return repo.category_counts(conn, day)
 
 
 def _not_the_orders(c: sa.Table, ledger: sa.Table) -> sa.ColumnElement[bool]:
     """The charge's PaymentIntent names the order but is not the order's own: the ledger links
-    another one, or the payment flow held it for a person (see flows.order_to_cash)."""
+    another one, or the payment flow held it for a person (see flows.payments_to_sitecore)."""
     held = sa.exists().where(
         dead_letters.c.source == "stripe.payment_intents",
         dead_letters.c.record_key == c.c.payment_intent_id,
@@ -354,9 +352,14 @@ def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
 
 
 def _order_items(
-    conn: sa.Connection, day: date, start: datetime, end: datetime, s: ReconciliationSettings
+    conn: sa.Connection,
+    day: date,
+    start: datetime,
+    end: datetime,
+    s: ReconciliationSettings,
+    backend: str,
 ) -> int:
-    o, ledger, backend = orders, links, s.backend
+    o, ledger = orders, links
     grace = timedelta(minutes=s.grace_period_minutes)
 
     # What Stripe shows per order, in one pass over the day's charges and refunds each, then

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stripe_sitecore.reports.period import zone
 
@@ -72,9 +72,18 @@ class _Settings(BaseModel):
 
     timezone: str = "UTC"
     reports_dir: str | None = None
-    backend: str = "ordercloud"
     # Days the HTML trend chart shows (those that have been reported).
     trend_days: int = Field(default=14, ge=1, le=366)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_backend(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "backend" in values:
+            raise ValueError(
+                "backend is not a report setting: the deployment's backend is the Variable "
+                "stripe_sitecore_backend, for the flows and the reports alike"
+            )
+        return values
 
     @field_validator("timezone")
     @classmethod

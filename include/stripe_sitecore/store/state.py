@@ -35,6 +35,17 @@ ORDER_STATE_RANK = {
 }
 
 
+# Ledger states in which the customer has not paid, so the PaymentIntent may still change.
+UNPAID_STATES = frozenset({"awaiting_payment", "payment_failed", "requires_action"})
+# Nothing captured: canceling the PaymentIntent ends it (an authorization is released).
+CANCELABLE_STATES = UNPAID_STATES | {"authorized"}
+# The money was captured (the Sitecore payment exists).
+PAID_STATES = frozenset({"paid", "partially_refunded", "refunded"})
+
+# The outbox topic of paid orders on their way to the ERP (reports.matching reads it too).
+ERP_TOPIC = "erp.orders"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

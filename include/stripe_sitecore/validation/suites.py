@@ -134,6 +134,18 @@ def metadata_problem(path: str) -> Extractor:
     return extract
 
 
+def unknown_backend(path: str) -> Extractor:
+    """The backend id at ``path`` if it is none of the registered backends' (``BACKENDS``)."""
+
+    def extract(payload: dict[str, Any]) -> str | None:
+        from stripe_sitecore.backends import BACKENDS
+
+        found = _get(payload, path)
+        return None if found in BACKENDS else repr(found)
+
+    return extract
+
+
 def country_problem(path: str) -> Extractor:
     def extract(payload: dict[str, Any]) -> str | None:
         found = _get(payload, path)
@@ -244,6 +256,7 @@ PAYMENT_INTENT_CREATE = Suite(
         "currency": text("currency"),
         "metadata.sitecore_order_id": text("metadata.sitecore_order_id"),
         "metadata.sitecore_backend": text("metadata.sitecore_backend"),
+        "unknown_backend": unknown_backend("metadata.sitecore_backend"),
         "metadata_problem": metadata_problem("metadata"),
         "receipt_email": text("receipt_email"),
         "capture_method": text("capture_method"),
@@ -289,11 +302,11 @@ PAYMENT_INTENT_CREATE = Suite(
             "metadata.sitecore_order_id",
             "order {value} appears more than once in the batch",
         ),
-        in_set(
+        Check(
             "backend_known",
-            "metadata.sitecore_backend",
-            {"ordercloud", "xc"},
-            "metadata.sitecore_backend {value!r} is not ordercloud or xc",
+            "ExpectColumnValuesToBeNull",
+            {"column": "unknown_backend"},
+            "metadata.sitecore_backend {value} is not a registered backend",
         ),
         is_null("metadata_within_limits", "metadata_problem"),
         matches(

@@ -238,7 +238,8 @@ def test_times_seed_and_control_routes(sim, stripe_http):
     [
         [{"route": "*", "error_rate": 1.5}],
         [{"route": "*", "error_rate": 0.6, "reset_rate": 0.6}],
-        [{"route": "*", "statuses": [404]}],
+        [{"route": "*", "statuses": [418]}],  # neither a 5xx nor a refusal Stripe et al. give
+        [{"route": "*", "statuses": [302]}],
         [{"route": "*", "retry_after": 0.5}],
         [{"route": "*", "latency_ms": [20, 10]}],
         [{"route": "*", "colour": "red"}],

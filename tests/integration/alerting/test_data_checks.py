@@ -10,8 +10,8 @@ import pytest
 from stripe_sitecore.alerting.checks import (
     check_dead_letter_backlog,
     check_stale_cursors,
-    run_health_checks,
 )
+from stripe_sitecore.runtime import health_checks
 from tests.harness.services import state_connection
 from tests.integration.alerting.receivers import HttpSink, connection_env
 
@@ -97,14 +97,20 @@ def test_health_checks_read_the_state_connection(store, webhook, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_STRIPE_SITECORE_STATE", json.dumps(state_connection(str(store.engine.url)))
     )
-    quarantine(store, "ordercloud.orders", 2)
+    quarantine(store, "ordercloud.orders", 30)
     with store.begin() as tx:
         tx.set_cursor("stripe.events", "2020-01-01T00:00:00+00:00")
+        # Another backend's stream is not this deployment's to watch.
+        tx.set_cursor("xc.orders", "2020-01-01T00:00:00+00:00")
+        tx.set_cursor("ordercloud.orders", "2020-01-02T00:00:00+00:00")
 
-    found = run_health_checks(backlog_threshold=2)
+    found = health_checks()
 
     assert found == {
-        "dead_letter_backlog": {"ordercloud.orders": 2},
-        "stale_cursors": {"stripe.events": "2020-01-01T00:00:00+00:00"},
+        "dead_letter_backlog": {"ordercloud.orders": 30},
+        "stale_cursors": {
+            "ordercloud.orders": "2020-01-02T00:00:00+00:00",
+            "stripe.events": "2020-01-01T00:00:00+00:00",
+        },
     }
-    assert len(webhook.requests) == 2
+    assert len(webhook.requests) == 3

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.testing import Sandbox
+from stripe_sitecore.backends.ordercloud.client import OrderCloudSettings
 from stripe_sitecore.clients.erp import ERPSettings
-from stripe_sitecore.clients.ordercloud import OrderCloudSettings
 from stripe_sitecore.clients.stripe_gateway import StripeSettings
 from tests.harness.services import (
     ERP_TOKEN,

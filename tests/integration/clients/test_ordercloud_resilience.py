@@ -11,8 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from stripe_sitecore.clients.http import RetryNotice
-from stripe_sitecore.clients.ordercloud import (
+from stripe_sitecore.backends.ordercloud.client import (
     Filters,
     OrderCloudAlreadyExists,
     OrderCloudAuthError,
@@ -21,6 +20,7 @@ from stripe_sitecore.clients.ordercloud import (
     OrderCloudRateLimited,
     OrderCloudUnavailable,
 )
+from stripe_sitecore.clients.http import RetryNotice
 from tests.harness.services import ORDERCLOUD_CLIENT_SECRET, seed_order
 from tests.integration.clients.conftest import (
     FAULT_SEED,

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.store import StateStore
 from tests.harness.services import (

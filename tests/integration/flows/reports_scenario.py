@@ -28,7 +28,7 @@ import requests
 import stripe
 
 from sandbox.common import dumps_exact
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.money import from_minor_units, to_minor_units
 from stripe_sitecore.store import StateStore
 from tests.harness.services import ORDERCLOUD_CLIENT_ID, ORDERCLOUD_CLIENT_SECRET, STRIPE_TEST_KEY

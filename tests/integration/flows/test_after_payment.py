@@ -6,7 +6,9 @@ from decimal import Decimal
 import pytest
 import requests
 
-from stripe_sitecore.flows.order_to_cash import apply_stripe_events, sync_orders_to_stripe
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
+from stripe_sitecore.flows.orders_to_stripe import sync_orders_to_stripe
+from stripe_sitecore.flows.payments_to_sitecore import apply_stripe_events
 from stripe_sitecore.mapping import mappings_dir
 from tests.harness.services import seed_order
 from tests.integration.flows.test_order_to_cash import (
@@ -25,12 +27,12 @@ def sandbox_post(url, path, body=None):
 def paid_order(world, order_id, total, currency):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, order_id, total, currency)
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     [pi] = [
         p for p in all_payment_intents(gateway) if p["metadata"]["sitecore_order_id"] == order_id
     ]
     gateway.client.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     return gateway.retrieve_payment_intent(pi["id"], expand=["latest_charge"])
 
 
@@ -54,7 +56,7 @@ def test_stripe_refunds_become_negative_refund_transactions_and_payment_status(
     pi = paid_order(world, "o-refund", total, currency)
     sandbox.advance_clock(10)
     gateway.create_refund({"payment_intent": pi["id"], "amount": first}, key="dashboard-1")
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     [partial] = refund_transactions(ordercloud, "o-refund")
     assert (partial["Amount"], partial["Succeeded"]) == (first_shown, True)
@@ -63,8 +65,8 @@ def test_stripe_refunds_become_negative_refund_transactions_and_payment_status(
 
     sandbox.advance_clock(10)
     gateway.create_refund({"payment_intent": pi["id"]}, key="dashboard-2")
-    apply_stripe_events(gateway, ordercloud, store, events_window())
-    again = apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
+    again = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     refunds = refund_transactions(ordercloud, "o-refund")
     assert len(refunds) == 2
@@ -88,12 +90,12 @@ def test_sitecore_refund_requests_make_one_stripe_refund_each_and_never_too_much
         },
     )
     for _ in range(3):
-        sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+        sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     [refund] = stripe_refunds(gateway, pi["latest_charge"]["id"])
     assert (refund["amount"], refund["reason"]) == (2500, "requested_by_customer")
     assert refund["metadata"]["sitecore_refund_request_id"] == "rr-1"
 
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert [t["Amount"] for t in refund_transactions(ordercloud, "o-rr")] == [Decimal("-2.500")]
     assert ordercloud.get_order("o-rr")["xp"]["PaymentStatus"] == "PartiallyRefunded"
 
@@ -109,7 +111,7 @@ def test_sitecore_refund_requests_make_one_stripe_refund_each_and_never_too_much
             }
         },
     )
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert summary.quarantined == 1
     assert len(stripe_refunds(gateway, pi["latest_charge"]["id"])) == 1
@@ -124,9 +126,9 @@ def test_a_paid_order_canceled_in_sitecore_is_refunded_in_full_once(world):
     pi = paid_order(world, "o-cancel-paid", "45.00", "GBP")
     sandbox.advance_clock(10)
     ordercloud.request("POST", "/orders/Incoming/o-cancel-paid/cancel")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     [refund] = stripe_refunds(gateway, pi["latest_charge"]["id"])
     assert refund["amount"] == 4500
@@ -143,7 +145,7 @@ def test_a_failed_refund_is_shown_as_failed(world):
         f"refunds/{refund['id']}/fail",
         {"failure_reason": "lost_or_stolen_card"},
     )
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     [transaction] = refund_transactions(ordercloud, "o-refund-fail")
     assert (transaction["ID"], transaction["Succeeded"]) == (refund["id"], False)
@@ -163,7 +165,7 @@ def test_dispute_lifecycle_reaches_the_order(world):
         "disputes",
         {"charge": pi["latest_charge"]["id"], "reason": "fraudulent"},
     )
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     xp = ordercloud.get_order("o-dispute")["xp"]
     assert xp["DisputeStatus"] == "NeedsResponse"
     assert (xp["StripeDisputeID"], xp["DisputeReason"]) == (dispute["id"], "fraudulent")
@@ -172,7 +174,7 @@ def test_dispute_lifecycle_reaches_the_order(world):
 
     sandbox.advance_clock(10)
     sandbox_post(sandbox.stripe_url, f"disputes/{dispute['id']}/close", {"status": "won"})
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert ordercloud.get_order("o-dispute")["xp"]["DisputeStatus"] == "Won"
     assert ordercloud.get_order("o-dispute")["xp"]["PaymentStatus"] == "Paid"
 
@@ -190,7 +192,7 @@ def test_early_fraud_warning_becomes_a_fraud_review_on_the_order(world):
             "actionable": True,
         },
     )
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     review = ordercloud.get_order("o-efw")["xp"]["FraudReview"]
     assert review["ChargeID"] == pi["latest_charge"]["id"]
@@ -226,8 +228,8 @@ def test_actionable_fraud_warning_is_refunded_when_the_mapping_says_so(
             "actionable": True,
         },
     )
-    apply_stripe_events(gateway, ordercloud, store, events_window())
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     [refund] = stripe_refunds(gateway, pi["latest_charge"]["id"])
     assert (refund["amount"], refund["reason"]) == (8000, "fraudulent")

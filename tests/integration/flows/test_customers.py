@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stripe_sitecore.clients.ordercloud import OrderCloudClient
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient
 from stripe_sitecore.flows.common import BatchIncomplete, Window
 from stripe_sitecore.flows.customers import (
     STRIPE_EVENT_OVERLAP,
@@ -41,7 +42,11 @@ class World:
 
     def sync(self, interval: int, **options):
         summary = sync_customers(
-            self.ordercloud, self.gateway, self.store, window(interval), **options
+            OrderCloudBackend(self.ordercloud),
+            self.gateway,
+            self.store,
+            window(interval),
+            **options,
         )
         return summary
 
@@ -184,19 +189,38 @@ def test_ensure_stripe_customer_links_finds_or_creates_in_at_most_two_calls(worl
         result = work()
         return result, sandbox.request_counts()["stripe"]["total"] - before
 
-    created, spent = calls(lambda: ensure_stripe_customer(from_user, world.gateway, store))
+    created, spent = calls(
+        lambda: ensure_stripe_customer(
+            from_user, world.gateway, OrderCloudBackend(world.ordercloud), store
+        )
+    )
     assert spent == 2  # GET ?email= and the POST
-    linked, spent = calls(lambda: ensure_stripe_customer(from_user, world.gateway, store))
+    linked, spent = calls(
+        lambda: ensure_stripe_customer(
+            from_user, world.gateway, OrderCloudBackend(world.ordercloud), store
+        )
+    )
     assert (linked, spent) == (created, 0)
     known_user = {**from_user, "ID": "u-known", "Email": "known@example.com"}
-    found, spent = calls(lambda: ensure_stripe_customer(known_user, world.gateway, store))
+    found, spent = calls(
+        lambda: ensure_stripe_customer(
+            known_user, world.gateway, OrderCloudBackend(world.ordercloud), store
+        )
+    )
     assert found == customers_by_email(sandbox)["known@example.com"]["id"]
     assert spent == 1
 
     # Many orders of one new shopper at once: one customer.
     burst = {**from_user, "ID": "u-burst", "Email": "burst@example.com"}
     with ThreadPoolExecutor(8) as pool:
-        ids = set(pool.map(lambda _: ensure_stripe_customer(burst, world.gateway, store), range(8)))
+        ids = set(
+            pool.map(
+                lambda _: ensure_stripe_customer(
+                    burst, world.gateway, OrderCloudBackend(world.ordercloud), store
+                ),
+                range(8),
+            )
+        )
     assert len(ids) == 1
     assert len(customers_by_email(sandbox)) == 3
 
@@ -204,6 +228,7 @@ def test_ensure_stripe_customer_links_finds_or_creates_in_at_most_two_calls(worl
         ensure_stripe_customer(
             {**from_user, "ID": "u-bad", "Address": {"Country": "US", "Zip": "ABC"}},
             world.gateway,
+            OrderCloudBackend(world.ordercloud),
             store,
         )
 
@@ -225,7 +250,9 @@ def test_a_window_older_than_event_retention_finds_created_customers_and_full_sc
     sandbox.set_clock(long_ago + timedelta(minutes=1))
     old = world.dashboard.v1.customers.create({"email": "old@example.com", "name": "Old Timer"})
     backfill = Window(long_ago, long_ago + timedelta(minutes=15), STRIPE_EVENT_OVERLAP)
-    summary = sync_customers(world.ordercloud, world.gateway, world.store, backfill)
+    summary = sync_customers(
+        OrderCloudBackend(world.ordercloud), world.gateway, world.store, backfill
+    )
     assert summary.created == 1
     user_id = f"stripe-{old.id}"
     assert world.ordercloud.get_user(user_id)["LastName"] == "Timer"
@@ -234,8 +261,15 @@ def test_a_window_older_than_event_retention_finds_created_customers_and_full_sc
     sandbox.set_clock(long_ago + timedelta(days=1))
     world.dashboard.v1.customers.update(old.id, {"name": "Old Timer-Jones"})
     later = Window(long_ago + timedelta(days=2), long_ago + timedelta(days=2, minutes=15))
-    assert sync_customers(world.ordercloud, world.gateway, world.store, later).updated == 0
-    scan = sync_customers(world.ordercloud, world.gateway, world.store, later, full_scan=True)
+    assert (
+        sync_customers(
+            OrderCloudBackend(world.ordercloud), world.gateway, world.store, later
+        ).updated
+        == 0
+    )
+    scan = sync_customers(
+        OrderCloudBackend(world.ordercloud), world.gateway, world.store, later, full_scan=True
+    )
     assert scan.updated == 1
     assert world.ordercloud.get_user(user_id)["LastName"] == "Timer-Jones"
 
@@ -273,7 +307,7 @@ def test_a_write_that_keeps_failing_fails_the_task_and_the_retry_writes_once(wor
         ],  # fmt: skip
     )
     impatient = OrderCloudClient(replace(world.ordercloud.settings, max_retries=0))
-    failing = sync_customers(impatient, world.gateway, world.store, window(2))
+    failing = sync_customers(OrderCloudBackend(impatient), world.gateway, world.store, window(2))
     assert (failing.failed, failing.updated) == (1, 1)  # Bob's PATCH failed, Ada's update went
     with pytest.raises(BatchIncomplete):
         failing.raise_if_failed("customer_sync")

@@ -17,7 +17,7 @@ import requests
 import stripe
 
 from sandbox.stripe_sim import RequestInfo
-from stripe_sitecore.clients.ordercloud import OrderCloudClient, OrderCloudSettings
+from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.flows.common import Window
 from stripe_sitecore.flows.customers import STRIPE_EVENT_OVERLAP

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.flows import fraud
 from stripe_sitecore.reports.period import ReportPeriod
@@ -57,7 +58,7 @@ def sqlite_world(planted, tmp_path):
 
 def run(s, store, gateway, settings, period=PERIOD) -> tuple[dict, dict]:
     facts = fraud.load_facts(gateway, store, period, settings)
-    summary = fraud.flag(gateway, s.ordercloud, store, period, settings)
+    summary = fraud.flag(gateway, OrderCloudBackend(s.ordercloud), store, period, settings)
     summary["files"] = fraud.publish(store, period, settings)
     return facts, summary
 
@@ -138,7 +139,7 @@ def test_fraud_review_is_written_onto_flagged_orders_once_and_keeps_a_status(sql
     flagged = {subject for subject, _ in scenario.EXPECTED_FLAGS}
 
     planted["dirty"] = True
-    written = fraud.write_reviews(s.ordercloud, store, PERIOD, reviewing)
+    written = fraud.write_reviews(OrderCloudBackend(s.ordercloud), store, PERIOD, reviewing)
 
     assert (written.read, written.updated, written.failed) == (len(flagged), len(flagged), 0)
     review = s.ordercloud.get_order("o-risk-highest")["xp"]["FraudReview"]
@@ -152,7 +153,7 @@ def test_fraud_review_is_written_onto_flagged_orders_once_and_keeps_a_status(sql
     assert "FraudReview" not in s.ordercloud.get_order("o-match-usd")["xp"]
 
     s.ordercloud.patch_order("o-risk-highest", {"xp": {"FraudReview": {"Status": "Cleared"}}})
-    again = fraud.write_reviews(s.ordercloud, store, PERIOD, reviewing)
+    again = fraud.write_reviews(OrderCloudBackend(s.ordercloud), store, PERIOD, reviewing)
     assert (again.updated, again.skipped) == (0, len(flagged))
     assert s.ordercloud.get_order("o-risk-highest")["xp"]["FraudReview"]["Status"] == "Cleared"
 
@@ -161,5 +162,5 @@ def test_fraud_review_is_not_written_unless_asked(sqlite_world):
     _, s, store, gateway, settings = sqlite_world
     run(s, store, gateway, settings)
 
-    assert fraud.write_reviews(s.ordercloud, store, PERIOD, settings).read == 0
+    assert fraud.write_reviews(OrderCloudBackend(s.ordercloud), store, PERIOD, settings).read == 0
     assert "FraudReview" not in s.ordercloud.get_order("o-efw")["xp"]

@@ -6,14 +6,11 @@ from decimal import Decimal
 import pytest
 import stripe
 
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.flows.common import Window
-from stripe_sitecore.flows.order_to_cash import (
-    ERP_TOPIC,
-    ORDER_LIST_OVERLAP,
-    STRIPE_EVENT_OVERLAP,
-    apply_stripe_events,
-    sync_orders_to_stripe,
-)
+from stripe_sitecore.flows.orders_to_stripe import ORDER_LIST_OVERLAP, sync_orders_to_stripe
+from stripe_sitecore.flows.payments_to_sitecore import STRIPE_EVENT_OVERLAP, apply_stripe_events
+from stripe_sitecore.store.state import ERP_TOPIC
 from tests.harness.services import (
     recent_interval_start,
     seed_order,
@@ -45,7 +42,7 @@ def test_orders_become_exact_payment_intents_once_and_bad_amounts_are_quarantine
     seed_order(sandbox, "o-kwd", "12.350", "KWD")
     seed_order(sandbox, "o-bad", "10.005", "USD")
 
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert (summary.read, summary.created, summary.quarantined, summary.failed) == (4, 3, 1, 0)
     by_order = {pi["metadata"]["sitecore_order_id"]: pi for pi in all_payment_intents(gateway)}
@@ -70,7 +67,7 @@ def test_orders_become_exact_payment_intents_once_and_bad_amounts_are_quarantine
     assert dead["rule"] == "money.exact_minor_units"
     assert "more decimal places than USD allows" in dead["reason"]
 
-    again = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    again = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     assert (again.created, again.skipped, again.quarantined) == (0, 3, 1)
     assert len(all_payment_intents(gateway)) == 3
 
@@ -79,7 +76,7 @@ def test_payment_events_mark_orders_paid_once_and_failed_with_the_reason(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-paid", "129.99", "USD")
     seed_order(sandbox, "o-declined", "12.350", "KWD")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     pi_of = {pi["metadata"]["sitecore_order_id"]: pi["id"] for pi in all_payment_intents(gateway)}
 
     gateway.client.v1.payment_intents.confirm(pi_of["o-paid"], {"payment_method": "pm_card_visa"})
@@ -88,7 +85,7 @@ def test_payment_events_mark_orders_paid_once_and_failed_with_the_reason(world):
             pi_of["o-declined"], {"payment_method": "pm_card_chargeDeclined"}
         )
 
-    summary = apply_stripe_events(gateway, ordercloud, store, events_window())
+    summary = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert (summary.created, summary.updated, summary.failed) == (1, 1, 0)
 
     paid = ordercloud.get_order("o-paid")
@@ -115,7 +112,7 @@ def test_payment_events_mark_orders_paid_once_and_failed_with_the_reason(world):
     assert message.payload["order_id"] == "o-paid"
     assert message.payload["amount"] == "129.99"
 
-    rerun = apply_stripe_events(gateway, ordercloud, store, events_window())
+    rerun = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert (rerun.created, rerun.updated, rerun.failed) == (0, 0, 0)
     assert len(ordercloud.list_payments("o-paid")) == 1
     with store.begin() as tx:
@@ -125,7 +122,7 @@ def test_payment_events_mark_orders_paid_once_and_failed_with_the_reason(world):
 def test_declined_then_paid_ends_paid_even_when_the_failure_is_processed_last(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-retry", "5400", "JPY")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     [pi] = all_payment_intents(gateway)
     with pytest.raises(stripe.CardError):
         gateway.client.v1.payment_intents.confirm(
@@ -133,7 +130,7 @@ def test_declined_then_paid_ends_paid_even_when_the_failure_is_processed_last(wo
         )
     gateway.client.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
 
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     order = ordercloud.get_order("o-retry")
     assert order["xp"]["PaymentStatus"] == "Paid"

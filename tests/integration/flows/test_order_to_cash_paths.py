@@ -8,17 +8,14 @@ import pytest
 import requests
 import stripe
 
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.clients.erp import ERPClient, ERPSettings
 from stripe_sitecore.flows.common import Window
 from stripe_sitecore.flows.erp import drain_erp_outbox
-from stripe_sitecore.flows.order_to_cash import (
-    ERP_TOPIC,
-    ORDER_LIST_OVERLAP,
-    STRIPE_EVENT_OVERLAP,
-    apply_stripe_events,
-    sync_orders_to_stripe,
-)
+from stripe_sitecore.flows.orders_to_stripe import ORDER_LIST_OVERLAP, sync_orders_to_stripe
+from stripe_sitecore.flows.payments_to_sitecore import STRIPE_EVENT_OVERLAP, apply_stripe_events
 from stripe_sitecore.mapping.loader import mappings_dir
+from stripe_sitecore.store.state import ERP_TOPIC
 from tests.harness.services import ERP_TOKEN, seed_order
 from tests.integration.flows.test_order_to_cash import (
     INTERVAL_START,
@@ -51,12 +48,12 @@ def change_totals(sandbox, order_id, total):
 def test_total_change_before_payment_updates_the_payment_intent_once(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-edit", "40.00", "EUR")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     sandbox.advance_clock(60)
     change_totals(sandbox, "o-edit", 45.5)
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
-    again = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
+    again = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert (summary.updated, again.updated, again.created) == (1, 0, 0)
     pi = pi_of(gateway, "o-edit")
@@ -64,7 +61,7 @@ def test_total_change_before_payment_updates_the_payment_intent_once(world):
     with store.begin() as tx:
         assert tx.get_order_link("ordercloud", "o-edit").amount_minor == 4550
     pay(gateway, pi["id"])
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     [payment] = ordercloud.list_payments("o-edit")
     assert payment["Amount"] == Decimal("45.50")
 
@@ -72,13 +69,13 @@ def test_total_change_before_payment_updates_the_payment_intent_once(world):
 def test_total_change_after_payment_is_flagged_for_a_person_and_nothing_is_charged(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-late-edit", "40.00", "USD")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     pay(gateway, pi_of(gateway, "o-late-edit")["id"])
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     sandbox.advance_clock(60)
     change_totals(sandbox, "o-late-edit", 55)
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert summary.quarantined == 1
     assert pi_of(gateway, "o-late-edit")["amount"] == 4000
@@ -92,12 +89,12 @@ def test_total_change_after_payment_is_flagged_for_a_person_and_nothing_is_charg
 def test_cancel_before_payment_cancels_the_payment_intent(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-cancel", "19.99", "GBP")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     ordercloud.request("POST", "/orders/Incoming/o-cancel/cancel")
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
-    events = apply_stripe_events(gateway, ordercloud, store, events_window())
-    rerun = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
+    events = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
+    rerun = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert summary.updated == 1
     assert (events.failed, rerun.updated, rerun.created) == (0, 0, 0)
@@ -110,16 +107,16 @@ def test_cancel_before_payment_cancels_the_payment_intent(world):
 def test_three_d_secure_shows_requires_action_then_paid(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-3ds", "80.00", "EUR")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     pi = pi_of(gateway, "o-3ds")
 
     pay(gateway, pi["id"], "pm_card_authenticationRequired")
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert ordercloud.get_order("o-3ds")["xp"]["PaymentStatus"] == "RequiresAction"
 
     sandbox.advance_clock(30)
     pay(gateway, pi["id"])
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert ordercloud.get_order("o-3ds")["xp"]["PaymentStatus"] == "Paid"
     assert len(ordercloud.list_payments("o-3ds")) == 1
 
@@ -134,14 +131,14 @@ def test_duplicated_and_reordered_events_pay_each_order_once(world):
     response.raise_for_status()
     for n, (total, currency) in enumerate([("10.00", "USD"), ("1500", "JPY"), ("2.500", "BHD")]):
         seed_order(sandbox, f"o-dup-{n}", total, currency)
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     for pi in all_payment_intents(gateway):
         with pytest.raises(stripe.CardError):
             pay(gateway, pi["id"], "pm_card_chargeDeclined")
         pay(gateway, pi["id"])
 
-    first = apply_stripe_events(gateway, ordercloud, store, events_window())
-    second = apply_stripe_events(gateway, ordercloud, store, events_window())
+    first = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
+    second = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     assert (first.created, first.failed, second.created, second.updated) == (3, 0, 0, 0)
     for n, amount in enumerate([Decimal("10.00"), Decimal("1500"), Decimal("2.500")]):
@@ -162,7 +159,7 @@ def test_backfill_older_than_event_retention_reads_list_endpoints(world):
     old_payments = Window(old_start, old_start + timedelta(minutes=5), STRIPE_EVENT_OVERLAP)
     sandbox.set_clock(old_start + timedelta(minutes=1))
     seed_order(sandbox, "o-old", "64.00", "CHF")
-    sync_orders_to_stripe(ordercloud, gateway, store, old_orders)
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, old_orders)
     pay(gateway, pi_of(gateway, "o-old")["id"])
     sandbox.set_clock(datetime.now(UTC))
     assert (
@@ -176,8 +173,8 @@ def test_backfill_older_than_event_retention_reads_list_endpoints(world):
         == []
     ), "the simulator must have expired the 40-day-old events"
 
-    summary = apply_stripe_events(gateway, ordercloud, store, old_payments)
-    rerun = apply_stripe_events(gateway, ordercloud, store, old_payments)
+    summary = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, old_payments)
+    rerun = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, old_payments)
 
     assert (summary.read, summary.created, rerun.created) == (1, 1, 0)
     assert ordercloud.get_order("o-old")["xp"]["PaymentStatus"] == "Paid"
@@ -194,17 +191,17 @@ def test_paid_orders_reach_the_erp_once_even_when_an_answer_is_lost(world, erp):
     seed_order(sandbox, "o-erp-1", "12.00", "USD")
     seed_order(sandbox, "o-erp-2", "9000", "JPY")
     seed_order(sandbox, "o-unpaid", "5.00", "USD")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     for order_id in ("o-erp-1", "o-erp-2"):
         pay(gateway, pi_of(gateway, order_id)["id"])
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     # The ERP stores the first order, then the connection drops before it answers.
     sandbox.set_faults(
         erp=[{"route": "POST /orders", "reset_rate": 1.0, "after_commit": True, "times": 1}]
     )
 
-    summary = drain_erp_outbox(ordercloud, erp, store)
-    rerun = drain_erp_outbox(ordercloud, erp, store)
+    summary = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
+    rerun = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
 
     assert (summary.read, summary.created, summary.failed) == (2, 2, 0)
     assert (rerun.read, rerun.created) == (0, 0)
@@ -220,12 +217,15 @@ def test_paid_orders_reach_the_erp_once_even_when_an_answer_is_lost(world, erp):
 def test_undeliverable_erp_messages_end_as_dead_letters_after_the_limit(world, erp):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-erp-down", "12.00", "USD")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     pay(gateway, pi_of(gateway, "o-erp-down")["id"])
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     sandbox.set_faults(erp=[{"route": "POST /orders", "error_rate": 1.0, "statuses": [503]}])
 
-    attempts = [drain_erp_outbox(ordercloud, erp, store, max_attempts=3) for _ in range(4)]
+    attempts = [
+        drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store, max_attempts=3)
+        for _ in range(4)
+    ]
 
     assert [s.failed for s in attempts] == [1, 1, 1, 0]
     assert attempts[2].quarantined == 1
@@ -242,7 +242,7 @@ def test_interval_bounds_are_respected(world):
     sandbox.set_clock(INTERVAL_START + timedelta(minutes=5, seconds=1))
     seed_order(sandbox, "o-next-interval", "10.00", "USD")
 
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert (summary.read, summary.created) == (0, 0)
 
@@ -251,13 +251,13 @@ def test_an_order_awaiting_approval_is_charged_only_once_approved(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-approval", "64.00", "USD", Status="AwaitingApproval")
 
-    waiting = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    waiting = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     assert (waiting.created, waiting.skipped) == (0, 1)
     assert all_payment_intents(gateway) == []
 
     sandbox.advance_clock(30)
     ordercloud.request("POST", "/orders/Incoming/o-approval/approve")
-    approved = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    approved = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert approved.created == 1
     assert pi_of(gateway, "o-approval")["amount"] == 6400
@@ -276,19 +276,19 @@ def test_a_declined_or_canceled_order_gets_its_uncaptured_payment_intent_cancele
     seed_order(sandbox, "o-declined", "64.00", "USD", Status="AwaitingApproval")
     # A B2B order is authorized now and captured at shipping: nothing is captured yet.
     seed_order(sandbox, "o-b2b", "900.00", "EUR", xp={"OrderType": "B2B"})
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     b2b = pi_of(gateway, "o-b2b")
     assert b2b["capture_method"] == "manual"
     pay(gateway, b2b["id"])
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     with store.begin() as tx:
         assert tx.get_order_link("ordercloud", "o-b2b").state == "authorized"
 
     sandbox.advance_clock(30)
     ordercloud.request("POST", "/orders/Incoming/o-declined/decline")
     ordercloud.request("POST", "/orders/Incoming/o-b2b/cancel")
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
-    rerun = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
+    rerun = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert (summary.updated, rerun.updated, rerun.failed) == (2, 0, 0)
     for order_id in ("o-declined", "o-b2b"):

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import pytest
 
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.flows import reconciliation
 from stripe_sitecore.reports.period import ReportPeriod
@@ -54,9 +55,11 @@ def sqlite_world(planted, tmp_path):
 
 def reconcile(s, store, gateway, settings, period=PERIOD) -> dict:
     reconciliation.stage_stripe(gateway, store, period)
-    reconciliation.stage_sitecore(s.ordercloud, store, period, settings)
-    reconciliation.resolve_references(gateway, s.ordercloud, store, period, settings)
-    summary = reconciliation.classify(store, period, settings)
+    reconciliation.stage_sitecore(OrderCloudBackend(s.ordercloud), store, period, settings)
+    reconciliation.resolve_references(
+        gateway, OrderCloudBackend(s.ordercloud), store, period, settings
+    )
+    summary = reconciliation.classify(store, period, settings, backend="ordercloud")
     summary["files"] = reconciliation.publish(store, period, settings)
     return summary
 
@@ -131,7 +134,7 @@ def test_self_healing_records_the_stripe_payment_in_sitecore_through_order_to_ca
     reconcile(s, store, gateway, healing)
 
     planted["dirty"] = True  # the order is paid in Sitecore from here on
-    result = reconciliation.heal(gateway, s.ordercloud, store, PERIOD, healing)
+    result = reconciliation.heal(gateway, OrderCloudBackend(s.ordercloud), store, PERIOD, healing)
 
     assert (result.read, result.updated, result.failed) == (1, 1, 0)
     order = s.ordercloud.get_order("o-unpaid-sc")
@@ -147,7 +150,7 @@ def test_self_healing_records_the_stripe_payment_in_sitecore_through_order_to_ca
     labels = {scenario.item_label(i) for i in items(store)}
     assert ("charge", "o-unpaid-sc", "matched") in labels
     assert not any(category == "paid_in_stripe_not_sitecore" for *_, category in labels)
-    again = reconciliation.heal(gateway, s.ordercloud, store, PERIOD, healing)
+    again = reconciliation.heal(gateway, OrderCloudBackend(s.ordercloud), store, PERIOD, healing)
     assert again.read == 0
 
 
@@ -155,7 +158,7 @@ def test_self_healing_is_off_unless_asked(sqlite_world):
     _, s, store, gateway, settings = sqlite_world
     reconcile(s, store, gateway, settings)
 
-    result = reconciliation.heal(gateway, s.ordercloud, store, PERIOD, settings)
+    result = reconciliation.heal(gateway, OrderCloudBackend(s.ordercloud), store, PERIOD, settings)
 
     assert result.read == 0
     assert s.ordercloud.get_order("o-unpaid-sc")["xp"]["PaymentStatus"] == "AwaitingPayment"

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.clients.erp import ERPClient, ERPSettings
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
 from stripe_sitecore.dead_letters.replay import ReplayContext, Selection, replay_dead_letters
 from stripe_sitecore.errors import ConfigurationError
 from stripe_sitecore.flows.erp import drain_erp_outbox
-from stripe_sitecore.flows.order_to_cash import apply_stripe_events, sync_orders_to_stripe
+from stripe_sitecore.flows.orders_to_stripe import sync_orders_to_stripe
+from stripe_sitecore.flows.payments_to_sitecore import apply_stripe_events
 from tests.harness.services import ERP_TOKEN, seed_order
 from tests.integration.flows.test_order_to_cash import (
     all_payment_intents,
@@ -56,9 +58,12 @@ def test_a_refused_create_is_a_dead_letter_at_once_never_resent_and_replayable(
         stripe=[{"route": CREATES, "error_rate": 1, "statuses": [status], "times": 1}]
     )
 
-    first = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    first = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     sandbox.clear_faults()
-    again = [sync_orders_to_stripe(ordercloud, gateway, store, orders_window()) for _ in range(3)]
+    again = [
+        sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
+        for _ in range(3)
+    ]
 
     # One create per order was sent, ever: the refused one is not re-sent with the same params.
     assert creates_sent(sandbox) == 2
@@ -80,7 +85,7 @@ def test_a_refused_create_is_a_dead_letter_at_once_never_resent_and_replayable(
     report = replay_dead_letters(
         Selection(source="ordercloud.orders").select(store),
         "ordercloud.orders",
-        ReplayContext(store, ordercloud=ordercloud, stripe=gateway),
+        ReplayContext(store, sitecore=OrderCloudBackend(ordercloud), stripe=gateway),
     )
     assert (report.resolved, creates_sent(sandbox)) == (1, 3)
     assert len(all_payment_intents(gateway)) == 2
@@ -91,13 +96,13 @@ def test_a_changed_order_is_sent_again_after_a_refusal(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-fixed-at-source", "25.00", "USD")
     sandbox.set_faults(stripe=[{"route": CREATES, "error_rate": 1, "statuses": [400], "times": 1}])
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     sandbox.clear_faults()
 
     # Someone corrects the order in OrderCloud: new parameters, a new request.
     sandbox.advance_clock(30)
     ordercloud.patch_order("o-fixed-at-source", {"xp": {"CustomerReference": "PO-77"}})
-    summary = sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    summary = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert (summary.created, creates_sent(sandbox)) == (1, 2)
 
@@ -121,11 +126,15 @@ def test_lock_timeouts_rate_limits_and_outages_are_retried_not_dead_lettered(wor
         {"reset_rate": 1},
     ):
         sandbox.set_faults(stripe=[{"route": CREATES, **fault}])
-        summary = sync_orders_to_stripe(ordercloud, no_sdk_retries, store, orders_window())
+        summary = sync_orders_to_stripe(
+            OrderCloudBackend(ordercloud), no_sdk_retries, store, orders_window()
+        )
         assert (summary.failed, summary.quarantined) == (1, 0), fault
     sandbox.clear_faults()
 
-    summary = sync_orders_to_stripe(ordercloud, no_sdk_retries, store, orders_window())
+    summary = sync_orders_to_stripe(
+        OrderCloudBackend(ordercloud), no_sdk_retries, store, orders_window()
+    )
 
     assert (summary.created, summary.failed) == (1, 0)
     assert open_letters(store, "ordercloud.orders") == []
@@ -139,7 +148,7 @@ def test_a_refused_key_stops_the_task_instead_of_dead_lettering_every_order(worl
     sandbox.set_faults(stripe=[{"route": CREATES, "error_rate": 1, "statuses": [401]}])
 
     with pytest.raises(ConfigurationError, match="Invalid API Key"):
-        sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+        sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
 
     assert open_letters(store, "ordercloud.orders") == []
 
@@ -147,14 +156,14 @@ def test_a_refused_key_stops_the_task_instead_of_dead_lettering_every_order(worl
 def test_an_ordercloud_refusal_of_the_payment_write_is_a_dead_letter_and_not_retried(world):
     sandbox, gateway, ordercloud, store = world
     seed_order(sandbox, "o-oc-refuses", "25.00", "USD")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     [pi] = all_payment_intents(gateway)
     gateway.client.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
     route = "POST /v1/orders/{order_direction}/{order_id}/payments"
     sandbox.set_faults(ordercloud=[{"route": route, "error_rate": 1, "statuses": [400]}])
 
-    first = apply_stripe_events(gateway, ordercloud, store, events_window())
-    second = apply_stripe_events(gateway, ordercloud, store, events_window())
+    first = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
+    second = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     assert (first.failed, first.quarantined) == (0, 1)
     assert (second.failed, second.quarantined, second.created) == (0, 0, 0)
@@ -169,7 +178,7 @@ def test_an_ordercloud_refusal_of_the_payment_write_is_a_dead_letter_and_not_ret
     report = replay_dead_letters(
         Selection(source="stripe.payment_intents").select(store),
         "stripe.payment_intents",
-        ReplayContext(store, ordercloud=ordercloud, stripe=gateway),
+        ReplayContext(store, sitecore=OrderCloudBackend(ordercloud), stripe=gateway),
     )
     assert report.resolved == 1
     assert ordercloud.get_order("o-oc-refuses")["xp"]["PaymentStatus"] == "Paid"
@@ -179,15 +188,15 @@ def test_erp_refusals_are_dead_letters_its_409_means_done_and_401_stops(world):
     sandbox, gateway, ordercloud, store = world
     for order_id in ("o-erp-1", "o-erp-2", "o-erp-3"):
         seed_order(sandbox, order_id, "25.00", "USD")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     for pi in all_payment_intents(gateway):
         gateway.client.v1.payment_intents.confirm(pi["id"], {"payment_method": "pm_card_visa"})
-    apply_stripe_events(gateway, ordercloud, store, events_window())
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     erp = ERPClient(ERPSettings(base_url=sandbox.erp_url, token=ERP_TOKEN, max_retries=0))
 
     sandbox.set_faults(erp=[{"route": "POST /orders", "error_rate": 1, "statuses": [401]}])
     with pytest.raises(ConfigurationError, match="401"):
-        drain_erp_outbox(ordercloud, erp, store)
+        drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
     # Nothing was given up on: the messages wait for the fixed credentials.
     with store.begin() as tx:
         assert len(tx.pending_messages("erp.orders")) == 3
@@ -199,8 +208,8 @@ def test_erp_refusals_are_dead_letters_its_409_means_done_and_401_stops(world):
             {"route": "POST /orders", "error_rate": 1, "statuses": [409], "times": 1},
         ]
     )
-    summary = drain_erp_outbox(ordercloud, erp, store)
-    again = drain_erp_outbox(ordercloud, erp, store)
+    summary = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
+    again = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
 
     [refused] = open_letters(store, "erp.orders")
     assert (refused.rule, summary.quarantined, summary.created) == ("erp.refused", 1, 2)

@@ -10,14 +10,15 @@ from datetime import timedelta
 import stripe
 from fastapi.testclient import TestClient
 
-from stripe_sitecore.clients.ordercloud import OrderCloudUnavailable
-from stripe_sitecore.flows.order_to_cash import (
-    ERP_TOPIC,
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
+from stripe_sitecore.backends.ordercloud.client import OrderCloudUnavailable
+from stripe_sitecore.flows.orders_to_stripe import sync_orders_to_stripe
+from stripe_sitecore.flows.payments_to_sitecore import (
     EVENT_IDS_KEPT,
     PAYMENT_EVENT_TYPES,
     apply_stripe_events,
-    sync_orders_to_stripe,
 )
+from stripe_sitecore.store.state import ERP_TOPIC
 from stripe_sitecore.webhooks.app import WebhookSecrets, create_app
 from tests.harness.services import seed_order
 from tests.integration.flows.test_order_to_cash import (
@@ -45,7 +46,7 @@ class ListLag:
 
 def paid_order(sandbox, gateway, ordercloud, store, order_id):
     seed_order(sandbox, order_id, "42.50", "EUR")
-    sync_orders_to_stripe(ordercloud, gateway, store, orders_window())
+    sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     [pi] = [
         p for p in all_payment_intents(gateway) if p["metadata"]["sitecore_order_id"] == order_id
     ]
@@ -81,7 +82,9 @@ def test_an_event_only_in_the_webhook_inbox_still_marks_the_order_paid(world):
     pi_id = paid_order(sandbox, gateway, ordercloud, store, "o-hinted")
     deliver_window_events_by_webhook(gateway, store)
 
-    summary = apply_stripe_events(ListLag(gateway), ordercloud, store, events_window())
+    summary = apply_stripe_events(
+        ListLag(gateway), OrderCloudBackend(ordercloud), store, events_window()
+    )
 
     assert (summary.created, summary.failed) == (1, 0), summary
     order = ordercloud.get_order("o-hinted")
@@ -92,7 +95,7 @@ def test_an_event_only_in_the_webhook_inbox_still_marks_the_order_paid(world):
         assert len(tx.pending_messages(ERP_TOPIC)) == 1
 
     # The list catches up: its events are already in the ledger.
-    again = apply_stripe_events(gateway, ordercloud, store, events_window())
+    again = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert (again.created, again.updated, again.failed) == (0, 0, 0)
     assert len(ordercloud.list_payments("o-hinted")) == 1
 
@@ -103,7 +106,7 @@ def test_a_webhook_and_a_poll_of_the_same_event_apply_once(world):
     events, answers = deliver_window_events_by_webhook(gateway, store, copies=3)
     assert [a["duplicate"] for a in answers] == [False, True, True] * len(events)
 
-    summary = apply_stripe_events(gateway, ordercloud, store, events_window())
+    summary = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
 
     assert summary.read == len(events)  # the inbox copies are the same events, not more
     assert (summary.created, summary.failed) == (1, 0), summary
@@ -111,7 +114,7 @@ def test_a_webhook_and_a_poll_of_the_same_event_apply_once(world):
     with store.begin() as tx:
         assert tx.processed_event_ids([e["id"] for e in events]) == {e["id"] for e in events}
         assert len(tx.pending_messages(ERP_TOPIC)) == 1
-    rerun = apply_stripe_events(gateway, ordercloud, store, events_window())
+    rerun = apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     assert (rerun.created, rerun.updated) == (0, 0)
 
 
@@ -137,7 +140,9 @@ def test_inbox_events_of_other_types_or_windows_are_not_applied(world):
                 },
             )
 
-    summary = apply_stripe_events(ListLag(gateway), ordercloud, store, events_window())
+    summary = apply_stripe_events(
+        ListLag(gateway), OrderCloudBackend(ordercloud), store, events_window()
+    )
 
     assert (summary.read, summary.created, summary.failed) == (0, 0, 0), summary
     assert ordercloud.get_order("o-outside")["xp"]["PaymentStatus"] == "AwaitingPayment"
@@ -163,7 +168,7 @@ def test_a_live_run_forgets_event_ids_that_can_no_longer_come_back(world):
                 body={"id": event_id},
             )
 
-    apply_stripe_events(gateway, ordercloud, store, window)
+    apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, window)
 
     with store.begin() as tx:
         assert tx.processed_event_ids(["evt_gone", "evt_kept"]) == {"evt_kept"}
@@ -218,7 +223,9 @@ def test_an_order_named_by_an_ordercloud_webhook_is_charged_before_the_list_show
     deliver_ordercloud_submit(store, "o-oc-later", "log-3", window.end)
     seed_order(sandbox, "o-oc-later", "5.00", "USD")
 
-    summary = sync_orders_to_stripe(OrderListLag(ordercloud), gateway, store, window)
+    summary = sync_orders_to_stripe(
+        OrderCloudBackend(OrderListLag(ordercloud)), gateway, store, window
+    )
 
     assert (summary.read, summary.created, summary.failed) == (1, 1, 0), summary
     [pi] = all_payment_intents(gateway)
@@ -230,7 +237,7 @@ def test_an_order_named_by_an_ordercloud_webhook_is_charged_before_the_list_show
     assert ordercloud.get_order("o-oc-hinted")["xp"]["StripePaymentIntentID"] == pi["id"]
 
     # The list catches up: the hinted order is already linked, the other one is new to it.
-    again = sync_orders_to_stripe(ordercloud, gateway, store, window)
+    again = sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, window)
     assert (again.read, again.created, again.skipped) == (2, 1, 1), again
     per_order = sorted(p["metadata"]["sitecore_order_id"] for p in all_payment_intents(gateway))
     assert per_order == ["o-oc-hinted", "o-oc-later"]
@@ -259,7 +266,7 @@ def test_an_unreadable_hinted_order_does_not_stop_the_listed_ones(world):
     deliver_ordercloud_submit(store, "o-unreadable", "log-9", window.start + timedelta(minutes=1))
 
     flaky = UnreadableOrder(ordercloud, "o-unreadable")
-    summary = sync_orders_to_stripe(flaky, gateway, store, window)
+    summary = sync_orders_to_stripe(OrderCloudBackend(flaky), gateway, store, window)
 
     assert (summary.read, summary.created, summary.failed) == (1, 1, 0), summary
     [pi] = all_payment_intents(gateway)

@@ -9,10 +9,10 @@ import pytest
 import stripe
 from airflow.sdk._shared.secrets_masker import redact
 
+from stripe_sitecore.backends.ordercloud.client import OrderCloudAuthError
+from stripe_sitecore.backends.ordercloud.hook import OrderCloudHook
 from stripe_sitecore.clients.erp import ERPError
-from stripe_sitecore.clients.ordercloud import OrderCloudAuthError
 from stripe_sitecore.hooks.erp import ErpHook
-from stripe_sitecore.hooks.ordercloud import OrderCloudHook
 from stripe_sitecore.hooks.stripe import StripeHook
 from tests.harness.services import (
     ERP_TOKEN,

@@ -6,8 +6,8 @@ import socket
 import pytest
 from alembic.script import ScriptDirectory
 
+from stripe_sitecore.backends.ordercloud.hook import OrderCloudHook
 from stripe_sitecore.hooks.erp import ErpHook
-from stripe_sitecore.hooks.ordercloud import OrderCloudHook
 from stripe_sitecore.hooks.state import StateStoreHook
 from stripe_sitecore.hooks.stripe import StripeHook
 from stripe_sitecore.store import StateStore

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from stripe_sitecore.clients.ordercloud import Filters, OrderCloudSettings
+from stripe_sitecore.backends.ordercloud.client import Filters, OrderCloudSettings
 
 
 def test_filters_render_ordercloud_operators_and_repeat_keys_for_and():

@@ -75,14 +75,16 @@ def classify(store, *, settings=None, **tables) -> set[tuple]:
     for name, rows in tables.items():
         repo.insert_rows(store, getattr(models, f"recon_stage_{name}"), rows)
     with store.engine.begin() as conn:
-        matching.classify(conn, DAY, PERIOD.start, PERIOD.end, settings or ReconciliationSettings())
+        matching.classify(
+            conn, DAY, PERIOD.start, PERIOD.end, settings or ReconciliationSettings(), "ordercloud"
+        )
         return {(i["kind"], i["order_id"], i["category"]) for i in repo.stream_items(conn, DAY)}
 
 
 def test_another_backends_payments_and_purchase_orders_are_not_this_reconciliations(store):
     found = classify(
         store,
-        charges=[charge("ch_xc", "xc-1", backend="sitecore_xc")],
+        charges=[charge("ch_xc", "xc-1", backend="xc")],
         orders=[order("o-po", payment_method="PurchaseOrder", paid=True)],
     )
     assert found == set()
@@ -180,12 +182,6 @@ def test_classifying_again_replaces_the_days_items(store):
     assert first == {("charge", "o1", "orphan_charge")}
     second = classify(store, orders=[order("o1", paid=True, date_submitted=NOON)])
     assert second == {("charge", "o1", "matched")}
-
-
-def test_the_erp_topic_is_the_one_order_to_cash_writes():
-    from stripe_sitecore.flows import order_to_cash
-
-    assert matching.ERP_TOPIC == order_to_cash.ERP_TOPIC
 
 
 def test_timestamps_keep_their_instant_through_the_bulk_insert(store):

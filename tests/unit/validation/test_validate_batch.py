@@ -58,7 +58,11 @@ def test_every_check_is_a_great_expectations_expectation():
         ({"currency": "EUR"}, "currency_supported", "currency 'EUR' is not a lowercase code"),
         ({"currency": None}, "currency_present", "currency is missing"),
         ({"metadata__sitecore_order_id": None}, "order_id_present", "sitecore_order_id is missing"),
-        ({"metadata__sitecore_backend": "sap"}, "backend_known", "'sap' is not ordercloud or xc"),
+        (
+            {"metadata__sitecore_backend": "sap"},
+            "backend_known",
+            "'sap' is not a registered backend",
+        ),
         ({"metadata__note": "n" * 501}, "metadata_within_limits", "is 501 characters"),
         ({"metadata__count": 3}, "metadata_within_limits", "'count' is int"),
         ({"receipt_email": "ada"}, "receipt_email_valid", "'ada' is not an email address"),

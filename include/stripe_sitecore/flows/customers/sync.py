@@ -1,39 +1,21 @@
-"""Customers both ways: OrderCloud buyer users ⇄ Stripe customers (DAG ``customer_sync``).
-
-Change detection. OrderCloud users have no LastUpdated, so every run lists all users of the
-buyer and compares a digest of each field in ``sync_fields`` with the digest stored on the link
-when the pair was last in step. Stripe changes come from the window's ``customer.*`` events (with
-an overlap); the customer is re-read, never taken from the event, and compared the same way.
-Digests are kept per side, of what each side held after our last write, so our own writes never
-come back as changes (no ping-pong); events of requests carrying our idempotency keys are not
-even re-read.
-
-Conflicts. A field changed on both sides to different values is decided by ``conflict_rule``
-(newest change wins by default) and the losing value is logged; a field changed on one side only
-is copied to the other, so a phone changed in Sitecore and a name changed in Stripe both survive.
-
-Writes are idempotent: Stripe writes carry keys derived from the user, the parameters and the
-customer's state we based them on; users created from customers get a deterministic ID (409 means
-done); PATCHes are idempotent. The settings live in the two mapping files' ``settings:``.
-"""
+"""The customer sync's run (DAG ``customer_sync``): both sides listed or read, compared by
+digest, and each side's changes carried to the other (see the package docstring)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
-from stripe_sitecore.clients.ordercloud import (
-    OrderCloudAlreadyExists,
-    OrderCloudClient,
-    OrderCloudNotFound,
+from stripe_sitecore.backends.base import (
+    SitecoreAlreadyExists,
+    SitecoreBackend,
+    SitecoreConfigError,
+    SitecoreNotFound,
 )
 from stripe_sitecore.clients.stripe_gateway import (
     METADATA_BACKEND,
@@ -42,379 +24,47 @@ from stripe_sitecore.clients.stripe_gateway import (
     idempotency_key,
 )
 from stripe_sitecore.flows.common import (
-    BACKEND,
     RunSummary,
     Window,
     quarantine,
     quarantine_refusal,
     run_each,
+    validated,
 )
-from stripe_sitecore.mapping import Mapping, MappingError, MappingResult, Problem, load_mapping
+from stripe_sitecore.flows.customers.compare import (
+    Resolution,
+    _version,
+    changed_fields,
+    content_hash,
+    estimated_sitecore_change,
+    field_hashes,
+    metadata_changes,
+    resolve,
+    sitecore_content,
+    sitecore_patch,
+    stripe_content,
+    stripe_params,
+)
+from stripe_sitecore.flows.customers.for_orders import find_or_create_customer
+from stripe_sitecore.flows.customers.settings import (
+    CUSTOMER_EVENT_TYPES,
+    EVENT_RETENTION,
+    KEY_PREFIX,
+    METADATA_ACTIVE,
+    OP_LINK,
+    OP_STATUS,
+    OP_UPDATE,
+    OUR_METADATA,
+    SOURCE_CUSTOMERS,
+    CustomerSyncConfigError,
+    SyncSettings,
+)
+from stripe_sitecore.mapping import MappingResult, load_mapping
 from stripe_sitecore.mapping.address import clean
-from stripe_sitecore.mapping.paths import Path, is_missing
+from stripe_sitecore.mapping.paths import is_missing
 from stripe_sitecore.store.state import CustomerLink, StateStore
-from stripe_sitecore.validation import jsonable, quarantine_failures, validate_batch
 
 log = logging.getLogger(__name__)
-
-SOURCE_USERS = "ordercloud.users"
-SOURCE_CUSTOMERS = "stripe.customers"
-USER_MAPPING = "ordercloud_user_to_stripe_customer"
-CUSTOMER_MAPPING = "stripe_customer_to_ordercloud_user"
-
-CUSTOMER_EVENT_TYPES = ("customer.created", "customer.updated", "customer.deleted")
-# Stripe lists trail `created`; re-read this much before the interval (ids de-duplicate).
-STRIPE_EVENT_OVERLAP = timedelta(minutes=10)
-# Stripe keeps events 30 days; a day of margin keeps a window from straddling the edge.
-EVENT_RETENTION = timedelta(days=29)
-
-# Every Stripe write of this module uses a key with this prefix; Stripe puts the key into the
-# event's request.idempotency_key, which is how events of our own writes are recognised.
-KEY_PREFIX = "customer_sync."
-OP_CREATE = KEY_PREFIX + "create_customer"
-OP_UPDATE = KEY_PREFIX + "update_customer"
-OP_LINK = KEY_PREFIX + "link_customer"
-OP_STATUS = KEY_PREFIX + "customer_status"
-
-METADATA_USERNAME = "sitecore_username"
-METADATA_ACTIVE = "sitecore_active"
-OUR_METADATA = (METADATA_USER_ID, METADATA_BACKEND, METADATA_USERNAME, METADATA_ACTIVE)
-STRIPE_ADDRESS_FIELDS = ("line1", "line2", "city", "state", "postal_code", "country")
-
-CONFLICT_RULES = ("newest", "sitecore", "stripe")
-STATUS_ACTIONS = ("deactivate", "unlink", "ignore")
-
-
-class CustomerSyncConfigError(ValueError):
-    """Customers cannot be synced as configured (e.g. no buyer_id): a retry will not help."""
-
-
-class CustomerNotMappable(ValueError):
-    """``ensure_stripe_customer`` got a user its mapping skips or rejects."""
-
-    def __init__(self, user_id: str, rule: str | None, reason: str | None):
-        self.user_id, self.rule, self.reason = user_id, rule, reason
-        super().__init__(f"user {user_id}: {rule}: {reason}")
-
-
-# --- settings ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncSettings:
-    sync_fields: tuple[str, ...] = ("email", "name", "phone", "address")
-    conflict_rule: str = "newest"
-    sitecore_changed_at: Path | None = None
-    match_by_email: bool = True
-    on_sitecore_deactivated: str = "deactivate"
-    on_sitecore_deleted: str = "deactivate"
-    create_sitecore_users: bool = True
-    new_user_id_prefix: str = "stripe-"
-    placeholder_name: str = "-"
-    keep_when_cleared: frozenset[str] = frozenset({"Email", "FirstName", "LastName"})
-    on_stripe_deleted: str = "deactivate"
-
-    @classmethod
-    def from_mappings(cls, user_mapping: Mapping, customer_mapping: Mapping) -> SyncSettings:
-        """The two files' ``settings:``; a bad value fails the task like a broken mapping."""
-        problems: dict[str, list[Problem]] = {user_mapping.file: [], customer_mapping.file: []}
-        values: dict[str, Any] = {}
-
-        def take(mapping: Mapping, name: str, check, message: str) -> None:
-            if name not in mapping.settings:
-                return
-            value = mapping.settings[name]
-            if check(value):
-                values[name] = value
-            else:
-                problems[mapping.file].append(
-                    Problem(None, None, f"settings.{name}", f"{value!r}: {message}")
-                )
-
-        def one_of(options):
-            return lambda v: v in options, f"use one of {', '.join(options)}"
-
-        targets = {f.target for f in user_mapping.fields}
-        take(
-            user_mapping,
-            "sync_fields",
-            lambda v: isinstance(v, list) and v and all(isinstance(x, str) for x in v),
-            "a non-empty list of Stripe customer fields",
-        )
-        for name in values.get("sync_fields", ()):
-            if name not in targets:
-                problems[user_mapping.file].append(
-                    Problem(None, None, "settings.sync_fields", f"{name!r} is not a target here")
-                )
-        take(user_mapping, "conflict_rule", *one_of(CONFLICT_RULES))
-        take(user_mapping, "sitecore_changed_at", _is_path_or_empty, "a user field path, or ''")
-        take(user_mapping, "match_by_email", _is_bool, "true or false")
-        for name in ("on_sitecore_deactivated", "on_sitecore_deleted"):
-            take(user_mapping, name, *one_of(STATUS_ACTIONS))
-        take(customer_mapping, "create_sitecore_users", _is_bool, "true or false")
-        take(customer_mapping, "new_user_id_prefix", _is_id_prefix, "letters, digits, - or _")
-        take(customer_mapping, "placeholder_name", _is_text, "a non-empty text")
-        take(
-            customer_mapping,
-            "keep_when_cleared",
-            lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-            "a list of OrderCloud user fields",
-        )
-        take(customer_mapping, "on_stripe_deleted", *one_of(STATUS_ACTIONS))
-        for file, found in problems.items():
-            if found:
-                raise MappingError(file, found)
-        if "sync_fields" in values:
-            values["sync_fields"] = tuple(values["sync_fields"])
-        if "keep_when_cleared" in values:
-            values["keep_when_cleared"] = frozenset(values["keep_when_cleared"])
-        changed_at = values.pop("sitecore_changed_at", "")
-        return cls(**values, sitecore_changed_at=Path.parse(changed_at) if changed_at else None)
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _is_id_prefix(value: Any) -> bool:
-    return isinstance(value, str) and all(c.isalnum() or c in "-_" for c in value)
-
-
-def _is_path_or_empty(value: Any) -> bool:
-    if value == "":
-        return True
-    try:
-        Path.parse(value)
-    except ValueError:
-        return False
-    return True
-
-
-# --- content, digests, conflicts (pure) ------------------------------------------------------
-
-
-def normalize(value: Any) -> Any:
-    """Comparable form: text trimmed and whitespace-collapsed, empty text, objects and lists
-    as None, objects without their empty members."""
-    if isinstance(value, str):
-        return clean(value)
-    if isinstance(value, dict):
-        members = {k: normalize(v) for k, v in value.items()}
-        members = {k: v for k, v in members.items() if v is not None}
-        return members or None
-    if isinstance(value, list | tuple):
-        items = [normalize(v) for v in value]
-        return items or None
-    return value
-
-
-def sitecore_content(result: MappingResult, fields: Iterable[str]) -> dict[str, Any]:
-    """A user's synced fields, in Stripe's terms: its mapped customer payload."""
-    return {name: normalize(result.payload.get(name)) for name in fields}
-
-
-def stripe_content(customer: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
-    return {name: normalize(customer.get(name)) for name in fields}
-
-
-def field_hashes(content: dict[str, Any]) -> dict[str, str]:
-    """One digest per field: enough to see what changed without keeping personal data."""
-    return {
-        name: hashlib.sha256(_canonical_json([name, value]).encode()).hexdigest()[:32]
-        for name, value in content.items()
-    }
-
-
-def content_hash(hashes: dict[str, str]) -> str:
-    return hashlib.sha256(_canonical_json(hashes).encode()).hexdigest()
-
-
-def _canonical_json(value: Any) -> str:
-    return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def changed_fields(
-    content: dict[str, Any], hashes: dict[str, str], baseline: dict[str, str] | None
-) -> set[str]:
-    """Fields whose digest differs from the baseline; without one (a new link), every field
-    that has a value, so each side can fill the other's gaps."""
-    if baseline is None:
-        return {name for name, value in content.items() if value is not None}
-    return {name for name, digest in hashes.items() if baseline.get(name) != digest}
-
-
-@dataclass(frozen=True)
-class Conflict:
-    field: str
-    winner: str  # "sitecore" or "stripe"
-    sitecore_value: Any
-    stripe_value: Any
-    why: str
-
-
-@dataclass(frozen=True)
-class Resolution:
-    to_stripe: dict[str, Any] = field(default_factory=dict)
-    to_sitecore: dict[str, Any] = field(default_factory=dict)
-    conflicts: tuple[Conflict, ...] = ()
-
-
-def resolve(
-    sitecore: dict[str, Any],
-    stripe_side: dict[str, Any],
-    sitecore_changed: set[str],
-    stripe_changed: set[str],
-    *,
-    rule: str,
-    sitecore_at: datetime | None,
-    stripe_at: datetime | None,
-) -> Resolution:
-    """Field by field: what to copy to which side, and the conflicts decided on the way.
-
-    Equal values need nothing, whoever changed them. A change on one side is copied to the other.
-    A field changed on both sides goes by ``rule``: ``sitecore``, ``stripe``, or ``newest``,
-    where a Stripe change we cannot date (``stripe_at`` None: no event seen) and ties go to
-    Sitecore, the account of record.
-    """
-    to_stripe: dict[str, Any] = {}
-    to_sitecore: dict[str, Any] = {}
-    conflicts: list[Conflict] = []
-    for name in sitecore:
-        ours, theirs = sitecore[name], stripe_side.get(name)
-        if ours == theirs:
-            continue
-        in_sitecore, in_stripe = name in sitecore_changed, name in stripe_changed
-        if in_sitecore and in_stripe:
-            winner, why = _winner(rule, sitecore_at, stripe_at)
-            conflicts.append(Conflict(name, winner, ours, theirs, why))
-            in_sitecore, in_stripe = winner == "sitecore", winner == "stripe"
-        if in_sitecore:
-            to_stripe[name] = ours
-        elif in_stripe:
-            to_sitecore[name] = theirs
-    return Resolution(to_stripe, to_sitecore, tuple(conflicts))
-
-
-def _winner(rule: str, sitecore_at: datetime | None, stripe_at: datetime | None) -> tuple[str, str]:
-    if rule != "newest":
-        return rule, f"conflict_rule {rule}"
-    if stripe_at is None:
-        return "sitecore", "the Stripe change has no date (no event seen)"
-    if sitecore_at is None or sitecore_at >= stripe_at:
-        return "sitecore", f"Sitecore changed ~{_iso(sitecore_at)}, Stripe {_iso(stripe_at)}"
-    return "stripe", f"Stripe changed {_iso(stripe_at)}, Sitecore ~{_iso(sitecore_at)}"
-
-
-def _iso(value: datetime | None) -> str:
-    return "?" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def stripe_params(values: dict[str, Any]) -> dict[str, Any]:
-    """Customer update parameters for canonical values: None unsets (``""``), and an address is
-    sent whole, so a line removed in Sitecore is removed in Stripe too."""
-    params: dict[str, Any] = {}
-    for name, value in values.items():
-        if value is None:
-            params[name] = ""
-        elif name == "address" and isinstance(value, dict):
-            params[name] = {part: value.get(part) or "" for part in STRIPE_ADDRESS_FIELDS}
-        else:
-            params[name] = value
-    return params
-
-
-def metadata_changes(wanted: dict[str, Any], current: dict[str, Any]) -> dict[str, str]:
-    """The metadata keys to send so the customer carries ``wanted`` (``""`` deletes a key)."""
-    return {
-        key: "" if value is None else str(value)
-        for key, value in wanted.items()
-        if (current.get(key) or None) != (value or None)
-    }
-
-
-def source_roots(spec: Any) -> set[str]:
-    """The top-level record fields a mapping field reads (``address`` for ``address.line1``)."""
-    kind, source = spec.kind, spec.source
-    if kind == "source":
-        paths = [source]
-    elif kind == "first_of":
-        paths = list(source)
-    elif kind == "sources":
-        paths = list(source.values())
-    elif kind == "template":
-        paths = list(source.paths)
-    else:
-        paths = []
-    return {str(p.parts[0]) for p in paths if p.parts}
-
-
-def sitecore_patch(
-    mapping: Mapping,
-    payload: dict[str, Any],
-    user: dict[str, Any],
-    changed: Iterable[str],
-    *,
-    sync_fields: Iterable[str],
-    agreeing: Iterable[str],
-    keep_when_cleared: frozenset[str],
-) -> dict[str, Any]:
-    """The user PATCH that carries the ``changed`` Stripe fields: every mapped user field read
-    from one of them, with its new value; a removed value clears the field unless OrderCloud
-    needs it.
-
-    A user field also read from other synced fields (``xp.BillingAddress`` is built from address,
-    name and phone) is written only when those agree on both sides: otherwise it would carry
-    Stripe's side of a field that is not being synced this way. OrderCloud merges ``xp`` objects
-    on PATCH, so members of an old ``xp`` object that the new one lacks are sent as null.
-    """
-    changed, synced, agreeing = set(changed), set(sync_fields), set(agreeing)
-    patch: dict[str, Any] = {}
-    specs = [*mapping.fields, *(f for r in mapping.rules for f in r.fields)]
-    for spec in specs:
-        roots = source_roots(spec) & synced
-        if not roots & changed or not roots - changed <= agreeing:
-            continue
-        value = _payload_value(payload, spec.parts)
-        if value is None and spec.target in keep_when_cleared:
-            continue
-        old = _payload_value(user, spec.parts)
-        if spec.parts[0] == "xp" and isinstance(old, dict):
-            value = {**dict.fromkeys(old), **(value or {})}
-        if old != value:
-            _set(patch, spec.parts, value)
-    return patch
-
-
-def _payload_value(record: dict[str, Any], parts: tuple[str, ...]) -> Any:
-    node: Any = record
-    for part in parts:
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(target: dict[str, Any], parts: tuple[str, ...], value: Any) -> None:
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-    target[parts[-1]] = value
-
-
-def estimated_sitecore_change(window: Window, last_scan: datetime | None) -> datetime:
-    """When an undated Sitecore change happened, as well as we can tell: between the last run
-    that saw the old content (or the interval's start) and the end of this interval."""
-    since = last_scan if last_scan is not None and last_scan < window.end else window.start
-    return since + (window.end - since) / 2
-
-
-def _version(*parts: Any) -> str:
-    """A short digest for idempotency keys: same inputs, same key; other inputs, another key."""
-    return hashlib.sha256(_canonical_json(list(parts)).encode()).hexdigest()[:24]
-
 
 # --- the run -------------------------------------------------------------------------------
 
@@ -447,12 +97,12 @@ class _Pair:
     customer_payload: dict[str, Any] | None = None
 
 
-def scan_cursor(buyer_id: str) -> str:
-    return f"customer_sync.{BACKEND}:{buyer_id}.scanned_until"
+def scan_cursor(backend: str, scope: str) -> str:
+    return f"customer_sync.{backend}:{scope}.scanned_until"
 
 
 def sync_customers(
-    ordercloud: OrderCloudClient,
+    sitecore: SitecoreBackend,
     stripe_gateway: StripeGateway,
     store: StateStore,
     window: Window,
@@ -465,7 +115,7 @@ def sync_customers(
     ``full_scan`` compares every Stripe customer instead of the window's changes: the way to
     catch up after an outage longer than Stripe's 30-day event retention.
     """
-    run = _CustomerSync(ordercloud, stripe_gateway, store, window, now or datetime.now(UTC))
+    run = _CustomerSync(sitecore, stripe_gateway, store, window, now or datetime.now(UTC))
     run.run(full_scan=full_scan)
     run.summary.log(log, f"customers {window.read_from:%Y-%m-%dT%H:%M}..{window.end:%H:%M}")
     return run.summary
@@ -474,37 +124,37 @@ def sync_customers(
 class _CustomerSync:
     def __init__(
         self,
-        ordercloud: OrderCloudClient,
+        sitecore: SitecoreBackend,
         stripe_gateway: StripeGateway,
         store: StateStore,
         window: Window,
         now: datetime,
     ):
-        self.ordercloud = ordercloud
+        self.sitecore = sitecore
         self.stripe = stripe_gateway
         self.store = store
         self.window = window
         self.now = now
-        self.buyer_id = ordercloud.settings.buyer_id
-        if not self.buyer_id:
-            raise CustomerSyncConfigError(
-                "customer_sync needs the buyer whose users to sync: set buyer_id in the "
-                "extra of the ordercloud_default connection"
-            )
-        self.user_mapping = load_mapping(USER_MAPPING)
-        self.customer_mapping = load_mapping(CUSTOMER_MAPPING)
+        self.backend = sitecore.id
+        try:
+            self.buyer_id = sitecore.customer_scope()
+        except SitecoreConfigError as exc:
+            raise CustomerSyncConfigError(str(exc)) from exc
+        self.source_users = sitecore.customers_source
+        self.user_mapping = load_mapping(sitecore.mappings.customer_to_stripe)
+        self.customer_mapping = load_mapping(sitecore.mappings.stripe_to_customer)
         self.settings = SyncSettings.from_mappings(self.user_mapping, self.customer_mapping)
         self.summary = CustomerSyncSummary()
-        self.in_step: dict[str, set[str]] = {SOURCE_USERS: set(), SOURCE_CUSTOMERS: set()}
+        self.in_step: dict[str, set[str]] = {self.source_users: set(), SOURCE_CUSTOMERS: set()}
         self._in_step_lock = threading.Lock()
 
     # --- orchestration ---
     def run(self, *, full_scan: bool) -> None:
-        users = {user["ID"]: user for user in self.ordercloud.list_users()}
+        users = {self._id(user): user for user in self.sitecore.list_customers()}
         changes = self._stripe_changes(full_scan)
         with self.store.begin() as tx:
-            links = tx.list_customer_links(BACKEND)
-            last_scan = tx.get_cursor(scan_cursor(self.buyer_id))
+            links = tx.list_customer_links(self.backend)
+            last_scan = tx.get_cursor(scan_cursor(self.backend, self.buyer_id))
         self.sitecore_estimate = estimated_sitecore_change(
             self.window, datetime.fromisoformat(last_scan) if last_scan else None
         )
@@ -553,16 +203,20 @@ class _CustomerSync:
         run_each(
             pairs,
             self._write_pair,
-            lambda p: f"user {p.user['ID']}",
+            lambda p: f"user {self._id(p.user)}",
             self.summary,
-            on_refused=lambda p, exc: self._refused(SOURCE_USERS, p.user["ID"], p.user, exc),
+            on_refused=lambda p, exc: self._refused(
+                self.source_users, self._id(p.user), p.user, exc
+            ),
         )
         run_each(
             new_users,
             lambda item: self._link_new_user(*item),
-            lambda item: f"user {item[0]['ID']}",
+            lambda item: f"user {self._id(item[0])}",
             self.summary,
-            on_refused=lambda item, exc: self._refused(SOURCE_USERS, item[0]["ID"], item[0], exc),
+            on_refused=lambda item, exc: self._refused(
+                self.source_users, self._id(item[0]), item[0], exc
+            ),
         )
         run_each(
             departures,
@@ -570,7 +224,7 @@ class _CustomerSync:
             lambda item: f"user {item[1].user_id}",
             self.summary,
             on_refused=lambda item, exc: self._refused(
-                SOURCE_USERS, item[1].user_id, item[2] or {"ID": item[1].user_id}, exc
+                self.source_users, item[1].user_id, item[2] or {"ID": item[1].user_id}, exc
             ),
         )
         # After the users: a new user and a new customer with one email are paired once.
@@ -595,7 +249,7 @@ class _CustomerSync:
         for user_id, user in sorted(users.items()):
             link = by_user.get(user_id)
             result = self.user_mapping.apply(user)
-            inactive = user.get("Active") is False
+            inactive = self.sitecore.customer_active(user) is False
             if link is not None and link.status == "unlinked":
                 self.summary.count(skipped=1)
             elif inactive:
@@ -607,7 +261,7 @@ class _CustomerSync:
                 log.info("user %s skipped: %s", user_id, result.reason)
                 self.summary.count(skipped=1)
             elif result.outcome == "reject":
-                self._quarantine(SOURCE_USERS, user_id, user, result.rule, result.reason)
+                self._quarantine(self.source_users, user_id, user, result.rule, result.reason)
             elif link is None or (
                 link.status == "deactivated" and link.status_reason == "stripe_deleted"
             ):
@@ -630,7 +284,7 @@ class _CustomerSync:
         if gone and not users:
             # More likely a wrong buyer_id or a permissions problem than every user deleted.
             log.warning(
-                "OrderCloud listed no users for buyer %s; not treating %d linked users as deleted",
+                "Sitecore listed no customers for %s; not treating %d linked ones as deleted",
                 self.buyer_id,
                 len(gone),
             )
@@ -729,7 +383,12 @@ class _CustomerSync:
                 try:
                     stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
                 except ValueError:
-                    log.warning("user %s: %s=%r is not a time", user["ID"], path.text, value)
+                    log.warning(
+                        "user %s: %s=%r is not a time",
+                        self._id(user),
+                        path.text,
+                        value,
+                    )
                 else:
                     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
         return self.sitecore_estimate
@@ -749,10 +408,10 @@ class _CustomerSync:
             if resolution is None:
                 continue
             if resolution.to_stripe:
-                to_stripe[pair.user["ID"]] = (pair.user, pair.result.payload)
+                to_stripe[self._id(pair.user)] = (pair.user, pair.result.payload)
             if resolution.to_sitecore or self._needs_customer_id(pair):
                 result = self.customer_mapping.apply(
-                    self._customer_record(pair.customer, pair.user["ID"])
+                    self._customer_record(pair.customer, self._id(pair.user))
                 )
                 if result.outcome == "reject":
                     self._quarantine(
@@ -767,7 +426,7 @@ class _CustomerSync:
                     pair.customer_payload = result.payload
                     to_sitecore[pair.customer["id"]] = (pair.customer, result.payload)
         for user, result in new_users:
-            to_stripe[user["ID"]] = (user, result.payload)
+            to_stripe[self._id(user)] = (user, result.payload)
         keep_customers = []
         for cid in stripe_only:
             customer = customers[cid]
@@ -784,43 +443,47 @@ class _CustomerSync:
                 to_sitecore.setdefault(cid, (customer, result.payload))
                 keep_customers.append(cid)
 
-        failed_users = self._run_suite("stripe_customer", to_stripe, SOURCE_USERS)
-        failed_customers = self._run_suite("ordercloud_user", to_sitecore, SOURCE_CUSTOMERS)
+        failed_users = self._run_suite(self.user_mapping.payload_type, to_stripe, self.source_users)
+        failed_customers = self._run_suite(
+            self.customer_mapping.payload_type, to_sitecore, SOURCE_CUSTOMERS
+        )
         pairs = [
             p
             for p in pairs
-            if p.user["ID"] not in failed_users
+            if self._id(p.user) not in failed_users
             and (p.customer is None or p.customer["id"] not in failed_customers)
         ]
-        new_users = [(u, r) for u, r in new_users if u["ID"] not in failed_users]
+        new_users = [(u, r) for u, r in new_users if self._id(u) not in failed_users]
         stripe_only = [cid for cid in keep_customers if cid not in failed_customers]
         return pairs, new_users, stripe_only
 
-    def _run_suite(self, suite: str, rows: dict[str, tuple[dict, dict]], source: str) -> set[str]:
-        if not rows:
-            return set()  # nothing to write: Great Expectations is not even imported
-        report = validate_batch(suite, [(key, payload) for key, (_, payload) in rows.items()])
-        log.info("validation %s: %s", suite, report.summary())
-        if report.failed:
-            with self.store.begin() as tx:
-                records = {key: record for key, (record, _) in rows.items()}
-                self.summary.count(quarantined=quarantine_failures(report, records, tx, source))
-        return set(report.failed)
+    def _run_suite(
+        self, suite: str | None, rows: dict[str, tuple[dict, dict]], source: str
+    ) -> set[str]:
+        """The keys whose payloads fail the suite (those are dead-lettered)."""
+        passed = validated(
+            suite,
+            {key: payload for key, (_, payload) in rows.items()},
+            {key: record for key, (record, _) in rows.items()},
+            self.store,
+            self.summary,
+            source,
+        )
+        return set(rows) - set(passed)
 
     def _needs_customer_id(self, pair: _Pair) -> bool:
-        xp = pair.user.get("xp") or {}
-        return xp.get("StripeCustomerID") != pair.link.stripe_customer_id
+        return self.sitecore.stripe_link(pair.user) != pair.link.stripe_customer_id
 
     # --- writing ---
     def _write_pair(self, pair: _Pair, *, count: bool = True) -> bool:
         """Carry each side's changes to the other; True if anything was written."""
         user, link = pair.user, pair.link
-        user_id = user["ID"]
+        user_id = self._id(user)
         resolution, customer = pair.resolution, pair.customer
         if resolution is None or customer is None:
             if count:
                 self.summary.count(skipped=1)
-            self._mark_in_step(SOURCE_USERS, user_id)
+            self._mark_in_step(self.source_users, user_id)
             return False
         for conflict in resolution.conflicts:
             sitecore_won = conflict.winner == "sitecore"
@@ -847,7 +510,7 @@ class _CustomerSync:
             params["metadata"] = metadata
         if params:
             key = idempotency_key(
-                OP_UPDATE, f"{BACKEND}:{user_id}", _version(params, link.stripe_hashes)
+                OP_UPDATE, f"{self.backend}:{user_id}", _version(params, link.stripe_hashes)
             )
             customer = self.stripe.update_customer(customer["id"], params, key=key)
             wrote = True
@@ -869,9 +532,9 @@ class _CustomerSync:
                 keep_when_cleared=self.settings.keep_when_cleared,
             )
             if needs_customer_id:
-                patch.setdefault("xp", {})["StripeCustomerID"] = customer["id"]
+                _merge(patch, self.sitecore.link_patch(customer["id"]))
             if patch:
-                user = self.ordercloud.patch_user(user_id, patch)
+                user = self.sitecore.update_customer(user_id, patch)
                 wrote = True
         self._record(user_id, user, customer, pair, reactivate=link.status == "deactivated")
         if resolution.conflicts:
@@ -886,7 +549,7 @@ class _CustomerSync:
             )
         if count:
             self.summary.count(**{"updated" if wrote else "skipped": 1})
-        self._mark_in_step(SOURCE_USERS, user_id)
+        self._mark_in_step(self.source_users, user_id)
         self._mark_in_step(SOURCE_CUSTOMERS, customer["id"])
         return wrote
 
@@ -912,7 +575,7 @@ class _CustomerSync:
         with self.store.begin() as tx:
             if link is None or (ours, theirs) != (link.sitecore_hashes, link.stripe_hashes):
                 tx.record_customer_sync(
-                    BACKEND,
+                    self.backend,
                     user_id,
                     sitecore_hashes=ours,
                     stripe_hashes=theirs,
@@ -920,13 +583,14 @@ class _CustomerSync:
                     buyer_id=self.buyer_id,
                 )
             if reactivate:
-                tx.set_customer_link_status(BACKEND, user_id, "active")
+                tx.set_customer_link_status(self.backend, user_id, "active")
 
     def _link_new_user(self, user: dict[str, Any], result: MappingResult) -> None:
-        user_id = user["ID"]
+        user_id = self._id(user)
         with self.store.begin() as tx:
-            previous = tx.get_customer_link(BACKEND, user_id)
-        customer, created = _find_or_create_customer(
+            previous = tx.get_customer_link(self.backend, user_id)
+        customer, created = find_or_create_customer(
+            self.backend,
             user_id,
             result.payload,
             self.stripe,
@@ -936,7 +600,7 @@ class _CustomerSync:
         )
         with self.store.begin() as tx:
             link = tx.link_customer(
-                backend=BACKEND,
+                backend=self.backend,
                 user_id=user_id,
                 stripe_customer_id=customer["id"],
                 buyer_id=self.buyer_id,
@@ -975,12 +639,12 @@ class _CustomerSync:
             action = self.settings.on_stripe_deleted
             patch: dict[str, Any] = {}
             if user is not None and action in ("deactivate", "unlink"):
-                if (user.get("xp") or {}).get("StripeCustomerID") is not None:
-                    patch["xp"] = {"StripeCustomerID": None}
-                if action == "deactivate" and user.get("Active") is not False:
-                    patch["Active"] = False
+                if self.sitecore.stripe_link(user) is not None:
+                    _merge(patch, self.sitecore.link_patch(None))
+                if action == "deactivate" and self.sitecore.customer_active(user) is not False:
+                    _merge(patch, self.sitecore.deactivate_patch())
             if patch:
-                self.ordercloud.patch_user(user_id, patch)
+                self.sitecore.update_customer(user_id, patch)
             # The customer is gone, so "ignore" cannot keep syncing either: the pair stops.
             status = "deactivated" if action == "deactivate" else "unlinked"
         else:
@@ -998,7 +662,7 @@ class _CustomerSync:
                 metadata = dict.fromkeys(OUR_METADATA, "")
                 status = "unlinked"
             key = idempotency_key(
-                OP_STATUS, f"{BACKEND}:{user_id}", _version(metadata, link.updated_at)
+                OP_STATUS, f"{self.backend}:{user_id}", _version(metadata, link.updated_at)
             )
             try:
                 self.stripe.update_customer(customer_id, {"metadata": metadata}, key=key)
@@ -1008,7 +672,7 @@ class _CustomerSync:
                 log.info("customer %s of user %s is gone from Stripe", customer_id, user_id)
                 status = "unlinked"
         with self.store.begin() as tx:
-            tx.set_customer_link_status(BACKEND, user_id, status, reason)
+            tx.set_customer_link_status(self.backend, user_id, status, reason)
         self.summary.count(**{"deactivated" if status == "deactivated" else "unlinked": 1})
         log.info("user %s / %s: %s, %s (%s)", user_id, customer_id, reason, status, action)
 
@@ -1022,7 +686,7 @@ class _CustomerSync:
         customer_id = customer["id"]
         metadata = customer.get("metadata") or {}
         backend = metadata.get(METADATA_BACKEND)
-        if backend and backend != BACKEND:
+        if backend and backend != self.backend:
             self.summary.count(skipped=1)
             return
         with self.store.begin() as tx:
@@ -1043,9 +707,9 @@ class _CustomerSync:
             self.summary.count(skipped=1)
             return
         with self.store.begin() as tx:
-            linked = [u for u in candidates if tx.get_customer_link(BACKEND, u["ID"])]
+            linked = [u for u in candidates if tx.get_customer_link(self.backend, self._id(u))]
         if len(candidates) > 1 or linked:
-            taken = ", ".join(sorted(u["ID"] for u in candidates))
+            taken = ", ".join(sorted(self._id(u) for u in candidates))
             self._quarantine(
                 SOURCE_CUSTOMERS,
                 customer_id,
@@ -1058,23 +722,27 @@ class _CustomerSync:
         if candidates:
             user = candidates[0]
             result = self.user_mapping.apply(user)
-            if result.outcome != "map" or user.get("Active") is False:
+            if result.outcome != "map" or self.sitecore.customer_active(user) is False:
                 self.summary.count(skipped=1)
                 return
             with self.store.begin() as tx:
                 link = tx.link_customer(
-                    backend=BACKEND,
-                    user_id=user["ID"],
+                    backend=self.backend,
+                    user_id=self._id(user),
                     stripe_customer_id=customer_id,
                     buyer_id=self.buyer_id,
                 )
             content = sitecore_content(result, self.settings.sync_fields)
             pair = _Pair(user, result, link, content, field_hashes(content), customer=customer)
             self._plan(pair, None)
-            mapped = self.customer_mapping.apply(self._customer_record(customer, user["ID"]))
+            mapped = self.customer_mapping.apply(self._customer_record(customer, self._id(user)))
             pair.customer_payload = mapped.payload if mapped.outcome == "map" else None
             self._write_pair(pair)
-            log.info("customer %s linked to existing user %s", customer_id, user["ID"])
+            log.info(
+                "customer %s linked to existing user %s",
+                customer_id,
+                self._id(user),
+            )
             return
         if named:
             log.info(
@@ -1097,28 +765,19 @@ class _CustomerSync:
         if mapped.outcome != "map":
             self.summary.count(skipped=1)
             return
-        payload = mapped.payload
-        placeholder = self.settings.placeholder_name
-        body = {
-            **payload,
-            "ID": user_id,
-            "Username": payload["Email"],
-            "FirstName": payload.get("FirstName") or placeholder,
-            "LastName": payload.get("LastName") or placeholder,
-            "Active": True,
-        }
+        body = self.sitecore.new_customer(mapped.payload, user_id, self.settings.placeholder_name)
         try:
-            user = self.ordercloud.create_user(body)
-        except OrderCloudAlreadyExists as exc:
+            user = self.sitecore.create_customer(body)
+        except SitecoreAlreadyExists as exc:
             try:
-                user = self.ordercloud.get_user(user_id)
-            except OrderCloudNotFound:
+                user = self.sitecore.get_customer(user_id)
+            except SitecoreNotFound:
                 # The 409 was not about our ID: the username (the email) is taken.
                 self._quarantine(
                     SOURCE_CUSTOMERS,
                     customer_id,
                     customer,
-                    "ordercloud.username_taken",
+                    f"{self.backend}.username_taken",
                     f"cannot create user {user_id}: {exc}",
                 )
                 return
@@ -1126,18 +785,18 @@ class _CustomerSync:
         metadata = metadata_changes(
             result.payload.get("metadata", {})
             if result.outcome == "map"
-            else {METADATA_USER_ID: user_id, METADATA_BACKEND: BACKEND},
+            else {METADATA_USER_ID: user_id, METADATA_BACKEND: self.backend},
             customer.get("metadata") or {},
         )
         if metadata:
             customer = self.stripe.update_customer(
                 customer_id,
                 {"metadata": metadata},
-                key=idempotency_key(OP_LINK, f"{BACKEND}:{user_id}", customer_id),
+                key=idempotency_key(OP_LINK, f"{self.backend}:{user_id}", customer_id),
             )
         with self.store.begin() as tx:
             tx.link_customer(
-                backend=BACKEND,
+                backend=self.backend,
                 user_id=user_id,
                 stripe_customer_id=customer_id,
                 buyer_id=self.buyer_id,
@@ -1159,6 +818,9 @@ class _CustomerSync:
             reason=reason,
         )
 
+    def _id(self, user: dict[str, Any]) -> str:
+        return self.sitecore.customer_id(user)
+
     def _refused(self, source: str, key: str, record: Any, error: BaseException) -> None:
         """A write or read the other side refused for good: a dead letter, not a retry."""
         quarantine_refusal(self.store, self.summary, error, source=source, key=key, record=record)
@@ -1174,109 +836,15 @@ class _CustomerSync:
                 # The open ones are few; the keys can be every user of the buyer.
                 fixed = [d.id for d in tx.list_dead_letters(source=source) if d.record_key in keys]
                 tx.set_dead_letter_status(fixed, "resolved")
-            stream = scan_cursor(self.buyer_id)
+            stream = scan_cursor(self.backend, self.buyer_id)
             last = tx.get_cursor(stream)
             if last is None or datetime.fromisoformat(last) < self.window.end:
                 tx.set_cursor(stream, self.window.end.isoformat())
 
 
-# --- for the order flow --------------------------------------------------------------------
-
-# One lock per shopper for the life of the task process: two orders of a new shopper in one
-# batch make one customer, and the second does not even ask Stripe.
-_user_locks: dict[str, threading.Lock] = {}
-_user_locks_guard = threading.Lock()
-
-
-def _user_lock(user_id: str) -> threading.Lock:
-    with _user_locks_guard:
-        return _user_locks.setdefault(user_id, threading.Lock())
-
-
-def ensure_stripe_customer(
-    ordercloud_user: dict[str, Any], stripe_gateway: StripeGateway, store: StateStore
-) -> str:
-    """The Stripe customer id of an OrderCloud user, linking or creating one when needed.
-
-    The linked customer if there is an active link (no API call); else an unlinked customer with
-    exactly the user's email (one GET); else a new customer from the user mapping (a POST with a
-    deterministic idempotency key). The new link has no digests yet: the next customer_sync run
-    compares both sides and writes our metadata to an adopted customer. ``ordercloud_user`` may
-    be an order's ``FromUser``. Raises ``CustomerNotMappable`` when the mapping rejects the user
-    (e.g. an unusable billing address), and Stripe's errors as they come.
-    """
-    user_id = ordercloud_user["ID"]
-    with _user_lock(user_id):
-        with store.begin() as tx:
-            link = tx.get_customer_link(BACKEND, user_id)
-        if link is not None and link.status == "active":
-            return link.stripe_customer_id
-        # An order's FromUser has no Active; a user who orders counts as active.
-        result = load_mapping(USER_MAPPING).apply({**ordercloud_user, "Active": True})
-        if result.outcome != "map":
-            raise CustomerNotMappable(user_id, result.rule, result.reason)
-        settings = SyncSettings.from_mappings(
-            load_mapping(USER_MAPPING), load_mapping(CUSTOMER_MAPPING)
-        )
-        customer, created = _find_or_create_customer(
-            user_id,
-            result.payload,
-            stripe_gateway,
-            store,
-            settings.match_by_email,
-            replacing=link.stripe_customer_id if link else None,
-        )
-        with store.begin() as tx:
-            tx.link_customer(
-                backend=BACKEND,
-                user_id=user_id,
-                stripe_customer_id=customer["id"],
-                # An order's FromUser carries its buyer as CompanyID.
-                buyer_id=ordercloud_user.get("CompanyID"),
-            )
-        log.info(
-            "user %s linked to %s (%s)",
-            user_id,
-            customer["id"],
-            "created" if created else "found by email",
-        )
-        return customer["id"]
-
-
-def _find_or_create_customer(
-    user_id: str,
-    payload: dict[str, Any],
-    stripe_gateway: StripeGateway,
-    store: StateStore,
-    match_by_email: bool,
-    *,
-    replacing: str | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """An adoptable customer with the user's exact email, else a new one: (customer, created).
-
-    ``replacing``: the customer of the user's inactive link (deleted in Stripe, say).
-    """
-    email = payload.get("email")
-    if match_by_email and email:
-        found = stripe_gateway.find_customer_by_email(email, sitecore_user_id=user_id)
-        if found is not None:
-            with store.begin() as tx:
-                other = tx.get_customer_link_by_customer(found["id"])
-            backend = (found.get("metadata") or {}).get(METADATA_BACKEND)
-            if other is not None and other.user_id != user_id:
-                log.info(
-                    "user %s: %s has the same email but belongs to user %s; creating another",
-                    user_id,
-                    found["id"],
-                    other.user_id,
-                )
-            elif backend and backend != BACKEND:
-                log.info("user %s: %s with the same email is %s's", user_id, found["id"], backend)
-            else:
-                return found, False
-    # The key changes with the parameters (a changed user is another request) and stays the same
-    # for a retried task; the email lookup above covers keys Stripe has forgotten.
-    # With the customer it replaces, so a user whose customer was deleted within Stripe's
-    # 24 h key memory does not get the deleted one back as the replay of the first create.
-    key = idempotency_key(OP_CREATE, f"{BACKEND}:{user_id}", _version(payload, replacing))
-    return stripe_gateway.create_customer(payload, key=key), True
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value

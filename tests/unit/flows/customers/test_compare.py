@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from stripe_sitecore.backends.ordercloud.backend import MAPPINGS
 from stripe_sitecore.flows.common import Window
-from stripe_sitecore.flows.customers import (
-    CUSTOMER_MAPPING,
-    USER_MAPPING,
-    SyncSettings,
+from stripe_sitecore.flows.customers.compare import (
     changed_fields,
     estimated_sitecore_change,
     field_hashes,
@@ -20,9 +18,12 @@ from stripe_sitecore.flows.customers import (
     stripe_content,
     stripe_params,
 )
+from stripe_sitecore.flows.customers.settings import SyncSettings
 from stripe_sitecore.mapping import MappingError, load_mapping
 
 FIELDS = ("email", "name", "phone", "address")
+USER_MAPPING = MAPPINGS.customer_to_stripe
+CUSTOMER_MAPPING = MAPPINGS.stripe_to_customer
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from stripe_sitecore.clients.ordercloud import Filters, OrderCloudClient, OrderCloudNotFound
+from stripe_sitecore.backends.ordercloud.client import Filters, OrderCloudClient, OrderCloudNotFound
 from stripe_sitecore.money import MoneyError, to_minor_units
 from stripe_sitecore.reports.settings import ReconciliationSettings
 

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 import requests
 
+from stripe_sitecore.backends.base import SitecoreAlreadyExists, SitecoreNotFound
 from stripe_sitecore.clients.http import (
     RetryNotice,
     attempts_made,
@@ -28,6 +29,7 @@ from stripe_sitecore.clients.http import (
     retrying_session,
     transport_failure,
 )
+from stripe_sitecore.errors import APIError, ErrorKind
 
 DEFAULT_SCOPE = "OrderAdmin BuyerUserAdmin BuyerReader"
 MAX_PAGE_SIZE = 100
@@ -46,11 +48,13 @@ _json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder(float_hook=Decimal)
 
 
-class OrderCloudError(Exception):
+class OrderCloudError(APIError):
     """An error answer from OrderCloud, with its ``{"Errors": [...]}`` parsed.
 
     ``status`` is None when no answer came at all; ``attempts`` counts the tries it took.
     """
+
+    system = "ordercloud"
 
     def __init__(
         self,
@@ -70,24 +74,42 @@ class OrderCloudError(Exception):
         self.error_code = first.get("ErrorCode")
         self.data = first.get("Data")
         message = first.get("Message") or "no error body"
+        self.message = message
         answer = "no answer" if status is None else f"{status} {self.error_code}"
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         super().__init__(f"OrderCloud {method} {path} -> {answer}: {message}{tries}")
 
+    def refusal_code(self) -> str:
+        return str(self.error_code or self.status)
+
+    def refusal_details(self) -> dict[str, Any]:
+        return {
+            "system": "ordercloud",
+            "status": self.status,
+            "error_code": self.error_code,
+            "method": self.method,
+            "path": self.path,
+        }
+
 
 class OrderCloudAuthError(OrderCloudError):
     """Credentials refused (token endpoint 400/401, or 401 after a fresh token)."""
+
+    def kind(self) -> ErrorKind:
+        # The token endpoint answers 400 to a wrong secret: that is the configuration, for
+        # every record, not a refusal of one.
+        return ErrorKind.CONFIG
 
 
 class OrderCloudForbidden(OrderCloudError):
     """The API client lacks a role; ``data`` lists the sufficient roles."""
 
 
-class OrderCloudNotFound(OrderCloudError):
+class OrderCloudNotFound(OrderCloudError, SitecoreNotFound):
     pass
 
 
-class OrderCloudAlreadyExists(OrderCloudError):
+class OrderCloudAlreadyExists(OrderCloudError, SitecoreAlreadyExists):
     """409 on create: an object with that ID exists, which for our deterministic IDs means done."""
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from stripe_sitecore.clients.ordercloud import (
+from stripe_sitecore.backends.ordercloud.client import (
     DEFAULT_SCOPE,
     OrderCloudAuthError,
     OrderCloudClient,
@@ -92,3 +92,10 @@ class OrderCloudHook(BaseHook):
         except (OrderCloudError, ValueError) as exc:
             return False, f"OrderCloud check failed: {exc}"
         return True, "Connected to OrderCloud"
+
+
+def backend_from_connection(conn_id: str = OrderCloudHook.default_conn_name):
+    """The OrderCloud backend over the client of the ``ordercloud_default`` connection."""
+    from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
+
+    return OrderCloudBackend(OrderCloudHook(conn_id).get_conn())

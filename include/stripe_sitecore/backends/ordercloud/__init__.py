@@ -1,0 +1,1 @@
+"""Sitecore OrderCloud as a backend: its client, hook, operations and report reader."""
