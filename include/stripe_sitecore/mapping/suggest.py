@@ -674,3 +674,16 @@ def field_for(target: str, candidate: Candidate) -> dict[str, Any]:
     if candidate.transform is not None:
         spec["transform"] = candidate.transform.as_yaml()
     return spec
+
+
+def sample_files(source_kind: str, samples_dir: str | os.PathLike[str]) -> list[FilePath]:
+    """The sample files of a record kind: ``ordercloud.order`` -> ``ordercloud_orders.json``,
+    ``ordercloud_paid_orders.json``; sorted, and empty when there is none."""
+    vendor, _, kind = source_kind.partition(".")
+    folder = FilePath(samples_dir)
+    if not kind or not folder.is_dir():
+        return []
+    plural = f"{kind}s"
+    return sorted(
+        p for p in folder.glob(f"{vendor}_*.json") if plural in p.stem.removeprefix(f"{vendor}_")
+    )
