@@ -21,7 +21,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from stripe_sitecore import alerts
+from stripe_sitecore.alerting import data as alerts
 from stripe_sitecore.backends.base import SitecoreBackend
 from stripe_sitecore.clients.stripe_gateway import StripeGateway
 from stripe_sitecore.errors import API_ERRORS, ConfigurationError, ErrorKind, classify

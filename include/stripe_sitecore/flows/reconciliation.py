@@ -20,7 +20,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stripe_sitecore import alerts, errors
+from stripe_sitecore import errors
+from stripe_sitecore.alerting import data as alerts
 from stripe_sitecore.backends.base import SitecoreBackend
 from stripe_sitecore.clients.stripe_gateway import StripeGateway
 from stripe_sitecore.flows.common import RunSummary

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from stripe_sitecore import alerts
+from stripe_sitecore.alerting import data as alerts
 from stripe_sitecore.flows.reconciliation import threshold_alerts
 from stripe_sitecore.reports import render
 from stripe_sitecore.reports.period import ReportPeriod
@@ -92,7 +92,7 @@ def test_the_html_summary_is_self_contained_and_escapes_what_it_shows():
 
 
 def test_a_data_alert_is_a_warning_with_a_prefix_and_a_value(caplog):
-    with caplog.at_level(logging.WARNING, logger="stripe_sitecore.alerts"):
+    with caplog.at_level(logging.WARNING, logger="stripe_sitecore.alerting.data"):
         alert = alerts.data_alert("reconciliation.orphan_charge", "2 orphans", {"count": 2})
     assert caplog.records[0].levelno == logging.WARNING
     assert caplog.records[0].getMessage().startswith("DATA ALERT [reconciliation.orphan_charge]")

@@ -1,4 +1,4 @@
-"""Data alerts raised inside tasks: thresholds crossed, high-severity fraud flags.
+"""Data alerts raised inside tasks, the one way a flow alerts: thresholds, high-severity flags.
 
 An alert is a WARNING log line with a fixed prefix (so log search and Airflow's log view find
 it), a message on every configured alert channel (``stripe_sitecore.alerting``: e-mail, Slack,
