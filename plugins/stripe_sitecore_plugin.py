@@ -7,7 +7,9 @@ the ``stripe_default`` and ``ordercloud_default`` connections and the inbox live
 the signatures authenticate.
 
 UI views (docs/ui.md): ``/stripe-sitecore/ui/reports`` and ``/stripe-sitecore/ui/dead-letters``,
-in the Airflow UI's navigation as external views; they require an Airflow login (the UI's JWT).
+and the mapping studio ``/stripe-sitecore/ui/studio`` (docs/studio.md), in the Airflow UI's
+navigation as external views; they require an Airflow login (the UI's JWT) and the permissions of
+the DAG that owns what they show.
 
 Importing this file loads FastAPI and Jinja2 only: the Stripe SDK, SQLAlchemy and Airflow's
 API security code load on the first request.
@@ -54,5 +56,12 @@ class StripeSitecorePlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "stripe-sitecore-dead-letters",
+        },
+        {
+            "name": "Stripe–Sitecore mapping studio",
+            "href": f"{UI_URL_PREFIX}/studio",
+            "destination": "nav",
+            "category": "admin",
+            "url_route": "stripe-sitecore-mapping-studio",
         },
     ]

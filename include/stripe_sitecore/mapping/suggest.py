@@ -376,7 +376,7 @@ class TargetSuggestions:
 WEIGHTS = {"names": 0.6, "patterns": 0.25, "types": 0.15}
 METHODS = ("names", "patterns", "combined")
 # Below this a candidate is not worth showing.
-MIN_SCORE = 0.3
+MIN_SCORE = 0.45
 MEMORY_BONUS = {"exact": 0.3, "similar": 0.15, "rejected": -0.5}
 
 

@@ -4,10 +4,12 @@
   ``GET /reports/{report}/{day}.html`` (inline) and ``.csv`` (download).
 - ``GET /dead-letters?source=&status=&page=``: dead letters, most recently failed first, paged.
 - ``GET /dead-letters/{id}``: one dead letter with its stored record as JSON.
+- ``/studio/...``: the mapping studio (``stripe_sitecore.ui.studio_app``, docs/studio.md).
 
-Read-only: nothing here writes. Every route asks the ``Authorizer`` first (Airflow's login, see
-``stripe_sitecore.ui.auth``); the state DB and the reports dir come from providers called per
-request, so the app is built without a database and tests can give it their own.
+The reports and dead-letter pages are read-only; the studio writes a mapping file only where
+``[stripe_sitecore] studio_write`` allows it. Every route asks the ``Authorizer`` first (Airflow's
+login, see ``stripe_sitecore.ui.auth``); the state DB and the reports dir come from providers
+called per request, so the app is built without a database and tests can give it their own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stripe_sitecore.ui.auth import Authorizer, airflow_authorizer, airflow_login_url
 from stripe_sitecore.ui.pages import environment
 from stripe_sitecore.ui.reports import REPORT_DAGS, ReportsDirs, list_days, parse_day, report_file
+from stripe_sitecore.ui.studio import StudioSettings
+from stripe_sitecore.ui.studio_app import mount_studio
+from stripe_sitecore.ui.studio_auth import StudioAuthorizer, airflow_studio_authorizer
 
 if TYPE_CHECKING:
     from stripe_sitecore.store.state import StateStore
@@ -56,6 +61,8 @@ def create_app(
     authorize: Authorizer = airflow_authorizer,
     login_url: Callable[[str], str | None] = airflow_login_url,
     page_size: int = PAGE_SIZE,
+    studio: StudioSettings | None = None,
+    studio_authorize: StudioAuthorizer | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Stripe–Sitecore UI",
@@ -234,5 +241,24 @@ def create_app(
             found.record, indent=2, sort_keys=True, ensure_ascii=False, default=str
         )
         return page(request, "dead_letter.html", d=found, record_json=record_json)
+
+    # --- the mapping studio -----------------------------------------------------------
+
+    if studio_authorize is None:
+        if authorize is airflow_authorizer:
+            studio_authorize = airflow_studio_authorizer
+        else:
+
+            async def studio_authorize(request: Request, dag_id: str, method: str) -> Any:
+                return await authorize(request, dag_id)
+
+    mount_studio(
+        app,
+        templates=templates,
+        settings=studio or StudioSettings(),
+        store=store,
+        authorize=studio_authorize,
+        base=base,
+    )
 
     return app
