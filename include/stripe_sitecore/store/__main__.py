@@ -1,11 +1,14 @@
 """``python -m stripe_sitecore.store migrate [URL]``: bring the state database to the latest schema.
 
 Without a URL it uses the ``stripe_sitecore_state`` Airflow connection, or the default SQLite file
-in ``AIRFLOW_HOME``.
+in ``AIRFLOW_HOME``. Safe to run while tasks run, or twice at once: the upgrade holds the same
+lock the tasks' own migration takes (``stripe_sitecore.store.migrate``). This is the command for
+deployments whose connection says ``auto_migrate: false``.
 """
 
 import argparse
 
+from stripe_sitecore.store.migrate import describe
 from stripe_sitecore.store.state import StateStore
 
 
@@ -19,13 +22,18 @@ def main() -> None:
     if args.url:
         url = args.url
     else:
-        from stripe_sitecore.hooks.state import StateStoreHook
+        from stripe_sitecore.hooks.state import StateConnectionError, StateStoreHook
 
-        url = StateStoreHook().sqlalchemy_url()
+        try:
+            url = StateStoreHook().sqlalchemy_url()
+        except StateConnectionError as exc:
+            parser.exit(2, f"error: {exc}\n")
     store = StateStore.from_url(url)
-    store.migrate()
-    print(f"state database at revision {store.current_revision()}")
-    store.dispose()
+    try:
+        store.migrate()
+        print(f"state database {describe(url)} at revision {store.current_revision()}")
+    finally:
+        store.dispose()
 
 
 if __name__ == "__main__":

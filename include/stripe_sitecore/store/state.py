@@ -669,15 +669,14 @@ class StateStore:
             yield StateTx(conn)
 
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision`` with Alembic (idempotent)."""
-        from alembic import command
+        """Bring the schema to ``revision`` with Alembic (idempotent), under the migration lock,
+        so concurrent callers are safe (``stripe_sitecore.store.migrate``)."""
+        from stripe_sitecore.store.migrate import upgrade
 
-        with self.engine.begin() as conn:
-            config = alembic_config()
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+        upgrade(self.engine, revision)
 
     def current_revision(self) -> str | None:
+        """The revision the database is at; None when it was never migrated."""
         from alembic.runtime.migration import MigrationContext
 
         with self.engine.connect() as conn:
