@@ -76,6 +76,30 @@ What is synthesised (API-NOTES.md: no verbatim XC order GET response is publishe
 - The search index lag (``search_lag_seconds``) standing for the IncrementalIndexMinion, the
   filter subset (``and``-joined ``eq ne gt ge lt le``), and the page caps (``take``, ``top`` at
   most 100).
+
+What the integration's own engine plugin adds (docs/xc.md: a merchant deploys it; all of it is
+synthesised here, as no such plugin is published):
+
+- ``StripePaymentComponent`` on orders (``T_STRIPE_ORDER``), shown in the ``StripePayment``
+  entity view and written by its ``EditStripePayment`` action: the payment state, the Stripe ids
+  and the annotations (dispute, fraud review, refund status, fulfilment). Each property is text;
+  ``FraudReview``, ``Fulfillment`` and ``RefundRequests`` carry JSON text, which the plugin
+  stores as objects. An empty value removes the field. ``RequestStripeRefund`` (properties
+  ``RequestId``, ``Amount``, ``Reason``) appends a refund request, as customer service does in
+  Business Tools or an RMA block does when the return is accepted.
+- ``StripeCustomerComponent`` on customers (``T_STRIPE_CUSTOMER``), view ``StripeCustomer``,
+  action ``EditStripeCustomer``: the linked Stripe customer id (``CustomerId``).
+- ``AddCustomer`` takes an ``AccountNumber``: the new customer's id is then
+  ``Entity-Customer-{AccountNumber}`` (how the integration creates customers with ids of its
+  own choosing; the engine's own customers get a generated one).
+- ``AddPayment`` takes the payment's billing party (``BillingFirstName``, ``BillingLastName``,
+  ``BillingEmail``, ``BillingCountryCode``), and ``RefundPayment`` is allowed in the statuses of
+  the plugin's refund policy (``refundable_statuses``: ``Completed`` as in the Braintree sample,
+  plus ``Released``, ``Cancelled`` and the integration's ``Paid``, ``PartiallyRefunded``,
+  ``Refunded``).
+- ``concurrent_edit(entity_id)`` (and ``POST /_sandbox/xc/concurrent_edit``): the next action
+  on the entity finds it changed by someone else in between (its Version bumped), as a
+  Business Tools user editing the order at the same moment would.
 """
 
 from __future__ import annotations
@@ -102,6 +126,7 @@ from sandbox.common import (
     ExactJSONResponse,
     SandboxApp,
     copy_json,
+    dumps_exact,
     install_sandbox_controls,
     loads_exact,
 )
@@ -180,6 +205,31 @@ PARTY_FIELDS = (
     "Address2", "City", "State", "StateCode", "Country", "CountryCode", "ZipPostalCode",
     "PhoneNumber", "IsPrimary",
 )  # fmt: skip
+
+# The integration's engine plugin (see the docstring): components, views, actions, fields.
+T_STRIPE_ORDER = "#Plugin.Stripe.StripePaymentComponent"
+T_STRIPE_CUSTOMER = "#Plugin.Stripe.StripeCustomerComponent"
+STRIPE_ORDER_VIEW = "StripePayment"
+STRIPE_ORDER_ACTION = "EditStripePayment"
+STRIPE_REFUND_ACTION = "RequestStripeRefund"
+STRIPE_CUSTOMER_VIEW = "StripeCustomer"
+STRIPE_CUSTOMER_ACTION = "EditStripeCustomer"
+STRIPE_ORDER_FIELDS = (
+    "PaymentStatus", "PaymentIntentId", "ChargeId", "PaymentFailureReason", "DisputeStatus",
+    "DisputeId", "DisputeAmount", "DisputeReason", "DisputeEvidenceDueBy", "LastRefundStatus",
+    "LastRefundFailureReason", "FraudReview", "Fulfillment", "RefundRequests", "PaymentHold",
+)  # fmt: skip
+STRIPE_JSON_FIELDS = frozenset({"FraudReview", "Fulfillment", "RefundRequests"})
+STRIPE_CUSTOMER_FIELDS = ("CustomerId",)
+DEFAULT_REFUNDABLE_STATUSES = (
+    "Completed", "Released", "Cancelled", "Paid", "PartiallyRefunded", "Refunded",
+)  # fmt: skip
+BILLING_PROPERTIES = {
+    "BillingFirstName": "FirstName",
+    "BillingLastName": "LastName",
+    "BillingEmail": "Email",
+    "BillingCountryCode": "CountryCode",
+}
 
 # How this simulator words a stale Version and a duplicate customer (see the docstring).
 VERSION_CONFLICT_TERM_KEY = "EntityVersionMismatch"
@@ -512,6 +562,7 @@ class XCSimulator:
         token_lifetime_seconds: int = 3600,
         search_lag_seconds: float = 0,
         refund_requires_completed: bool = True,
+        refundable_statuses: Iterable[str] = DEFAULT_REFUNDABLE_STATUSES,
     ) -> None:
         self.clock = clock or Clock()
         self.users = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
@@ -520,7 +571,9 @@ class XCSimulator:
         self.environments = frozenset(environments)
         self.token_lifetime_seconds = token_lifetime_seconds
         self.search_lag_seconds = search_lag_seconds
+        # False: RefundPayment in any status (the policy is not enforced at all).
         self.refund_requires_completed = refund_requires_completed
+        self.refundable_statuses = frozenset(refundable_statuses)
         self.lock = threading.RLock()
         self._tokens: dict[str, _Token] = {}
         self._headers_seen: deque[dict[str, str | None]] = deque(maxlen=2000)
@@ -538,6 +591,14 @@ class XCSimulator:
                 scope: {} for scope in SEARCH_FIELDS
             }
             self._headers_seen.clear()
+            # entity id -> how many more actions find it changed by someone else first
+            self._concurrent_edits: dict[str, int] = {}
+
+    def concurrent_edit(self, entity_id: str, times: int = 1) -> None:
+        """The next ``times`` actions on the entity each find it edited by someone else between
+        their GetEntityView and their DoUxAction (its Version bumped, DateUpdated moved)."""
+        with self.lock:
+            self._concurrent_edits[entity_id] = self._concurrent_edits.get(entity_id, 0) + times
 
     def close(self) -> None:
         """Nothing runs in the background."""
@@ -977,7 +1038,9 @@ class XCSimulator:
             "MaskedNumber": given["MaskedNumber"],
             "ExpiresMonth": given["ExpiresMonth"],
             "ExpiresYear": given["ExpiresYear"],
-            "BillingParty": party({"Email": contact.get("Email") or ""}),
+            "BillingParty": party(
+                {"Email": contact.get("Email") or "", **(given.get("Billing") or {})}
+            ),
         }
 
     def _payments(self, order: Mapping[str, Any]) -> list[dict]:
@@ -1192,7 +1255,10 @@ class XCSimulator:
                     DUPLICATE_CUSTOMER_TERM_KEY,
                     f"Account name '{domain}\\{email}' is already in use.",
                 )
-            friendly = _hex()
+            account = fields.get("AccountNumber") or ""
+            if account and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", str(account)):
+                raise missing_property("AccountNumber")
+            friendly = str(account) or _hex()
             customer_id = fields.get("Id") or f"{CUSTOMER_PREFIX}{friendly}"
             if customer_id in self._customers:
                 raise EngineError(
@@ -1334,6 +1400,20 @@ class XCSimulator:
                 properties.append(_property("PhoneNumber", self._phone(entity)))
                 if action == "AddCustomer":
                     properties.append(_property("Password", ""))
+                    properties.append(_property("AccountNumber", ""))
+            elif action == STRIPE_ORDER_ACTION and found is not None:
+                current = self._component(entity, T_STRIPE_ORDER) or {}
+                properties += [
+                    _property(name, _field_text(name, current.get(name)))
+                    for name in STRIPE_ORDER_FIELDS
+                ]
+            elif action == STRIPE_REFUND_ACTION and found is not None:
+                properties += [_property(n, "") for n in ("RequestId", "Amount", "Reason")]
+            elif action == STRIPE_CUSTOMER_ACTION and found is not None:
+                current = self._component(entity, T_STRIPE_CUSTOMER) or {}
+                properties += [
+                    _property(name, str(current.get(name) or "")) for name in STRIPE_CUSTOMER_FIELDS
+                ]
         return {
             "@odata.type": T_VIEW,
             "Name": view_name,
@@ -1383,6 +1463,10 @@ class XCSimulator:
             if found is None:
                 raise not_found(entity_id or "''")
             entity, scope = found
+            if self._concurrent_edits.get(entity["Id"]):
+                # Someone else's edit lands between this caller's read and its write.
+                self._concurrent_edits[entity["Id"]] -= 1
+                self._touch(entity, scope)
             self._check_version(entity, values.get("Version"))
             handler = {
                 ("OrdersScope", "HoldOrder"): self._hold,
@@ -1391,7 +1475,10 @@ class XCSimulator:
                 ("OrdersScope", "AddPayment"): self._add_payment,
                 ("OrdersScope", "RefundPayment"): self._refund,
                 ("OrdersScope", "VoidPayment"): self._void,
+                ("OrdersScope", STRIPE_ORDER_ACTION): self._edit_stripe_order,
+                ("OrdersScope", STRIPE_REFUND_ACTION): self._request_stripe_refund,
                 ("CustomersScope", "EditCustomer"): self._edit_customer,
+                ("CustomersScope", STRIPE_CUSTOMER_ACTION): self._edit_stripe_customer,
             }.get((scope, action))
             if handler is None:
                 raise CommandRefused(
@@ -1469,12 +1556,17 @@ class XCSimulator:
             "CardType": values.get("CardType") or "",
             "ExpiresMonth": _int_or_zero(values.get("ExpiresMonth")),
             "ExpiresYear": _int_or_zero(values.get("ExpiresYear")),
+            "Billing": {
+                field: str(values[name])
+                for name, field in BILLING_PROPERTIES.items()
+                if values.get(name)
+            },
         }
         self._attach_payment(order, given, "Settled")
         return []
 
     def _refund(self, order: dict, item_id: str, values: Mapping[str, Any]) -> list[dict]:
-        if self.refund_requires_completed and order["Status"] != "Completed":
+        if self.refund_requires_completed and order["Status"] not in self.refundable_statuses:
             raise invalid_state("Completed", order["Status"])
         payment = next((p for p in self._payments(order) if p["Id"] == item_id), None)
         if payment is None:
@@ -1535,6 +1627,73 @@ class XCSimulator:
         )
         return []
 
+    def _plugin_component(self, entity: dict, odata_type: str) -> dict:
+        component = self._component(entity, odata_type)
+        if component is None:
+            component = {
+                "@odata.type": odata_type,
+                "Id": _hex(),
+                "Name": "",
+                "Comments": "",
+                "Policies": [],
+                "ChildComponents": [],
+            }
+            entity["Components"].append(component)
+        return component
+
+    def _set_plugin_fields(
+        self, entity: dict, odata_type: str, fields: Iterable[str], values: Mapping[str, Any]
+    ) -> None:
+        """The plugin's edit action: each property sent is stored (the view echoes the others
+        as they were); an empty one removes the field."""
+        given = {k: v for k, v in values.items() if k not in ("Version", None)}
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise missing_property(unknown[0])
+        component = self._plugin_component(entity, odata_type)
+        for name, text in given.items():
+            text = "" if text is None else str(text)
+            if text == "":
+                component.pop(name, None)
+            elif name in STRIPE_JSON_FIELDS:
+                try:
+                    component[name] = loads_exact(text.encode())
+                except ValueError:
+                    raise missing_property(name) from None
+            else:
+                component[name] = text
+
+    def _edit_stripe_order(self, order: dict, item_id: str, values: Mapping[str, Any]) -> list:
+        self._set_plugin_fields(order, T_STRIPE_ORDER, STRIPE_ORDER_FIELDS, values)
+        return []
+
+    def _request_stripe_refund(self, order: dict, item_id: str, values: Mapping[str, Any]):
+        request_id = str(values.get("RequestId") or "").strip()
+        if not request_id:
+            raise missing_property("RequestId")
+        request: dict[str, Any] = {"ID": request_id}
+        if str(values.get("Amount") or "").strip():
+            amount = _decimal_text(values["Amount"])
+            if amount is None:
+                raise missing_property("Amount")
+            request["Amount"] = amount
+        if values.get("Reason"):
+            request["Reason"] = str(values["Reason"])
+        component = self._plugin_component(order, T_STRIPE_ORDER)
+        requests = component.setdefault("RefundRequests", [])
+        if any(r.get("ID") == request_id for r in requests):
+            raise CommandRefused(
+                "ValidationError",
+                "RefundRequestExists",
+                f"Refund request '{request_id}' is on the order.",
+            )
+        requests.append(request)
+        return []
+
+    def _edit_stripe_customer(self, customer: dict, item_id: str, values: Mapping[str, Any]):
+        self._set_plugin_fields(customer, T_STRIPE_CUSTOMER, STRIPE_CUSTOMER_FIELDS, values)
+        return []
+
     def _edit_customer(self, customer: dict, item_id: str, values: Mapping[str, Any]) -> list[dict]:
         if "Email" in values and values["Email"] != customer["Email"]:
             email = values["Email"]
@@ -1557,6 +1716,15 @@ class XCSimulator:
         if values.get("PhoneNumber") is not None:
             self._set_phone(customer, str(values["PhoneNumber"]))
         return []
+
+
+def _field_text(name: str, value: Any) -> str:
+    """A field of the integration's component as its view shows it: text, JSON for objects."""
+    if value is None or value == "":
+        return ""
+    if name in STRIPE_JSON_FIELDS:
+        return dumps_exact(value)
+    return str(value)
 
 
 def _property(
@@ -1620,6 +1788,7 @@ def create_app(
     token_lifetime_seconds: int = 3600,
     search_lag_seconds: float = 0,
     refund_requires_completed: bool = True,
+    refundable_statuses: Iterable[str] = DEFAULT_REFUNDABLE_STATUSES,
     seed: int | None = None,
 ) -> SandboxApp:
     """The XC simulator (Commerce Engine and Identity Server on one port) as an ASGI app; its
@@ -1635,6 +1804,7 @@ def create_app(
         token_lifetime_seconds=token_lifetime_seconds,
         search_lag_seconds=search_lag_seconds,
         refund_requires_completed=refund_requires_completed,
+        refundable_statuses=refundable_statuses,
     )
     app = SandboxApp(title="Sitecore XC simulator")
     app.state.simulator = sim
@@ -1757,6 +1927,16 @@ def create_app(
             return answer(sim.create_customer(body, seeded=True), 201)
         except CommandRefused as exc:
             raise EngineError(400, exc.code, exc.term_key, exc.text) from None
+
+    @app.post("/_sandbox/xc/concurrent_edit", include_in_schema=False)
+    async def concurrent_edit(request: Request) -> Response:
+        body = await body_of(request)
+        entity = body.get("entity") if isinstance(body, dict) else None
+        times = body.get("times", 1) if isinstance(body, dict) else None
+        if not isinstance(entity, str) or isinstance(times, bool) or not isinstance(times, int):
+            raise EngineError(400, "Error", "InvalidRequest", "Send {entity, times}.")
+        sim.concurrent_edit(entity, times)
+        return answer({"entity": entity, "times": times})
 
     @app.get("/_sandbox/xc/headers", include_in_schema=False)
     async def headers_seen() -> Response:

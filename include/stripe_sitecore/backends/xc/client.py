@@ -104,6 +104,10 @@ MASKED_NUMBER_PATTERN = re.compile(r"[*xX]{0,16}[0-9]{4}")
 # Header values: printable ASCII, so no value can split a header or add one.
 HEADER_VALUE_PATTERN = re.compile(r"[\x20-\x7e]{1,256}")
 CUSTOMER_FIELDS = ("FirstName", "LastName", "Email", "AccountStatus", "PhoneNumber", "Language")
+CUSTOMER_PREFIX = "Entity-Customer-"
+ACCOUNT_NUMBER_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+ACCOUNT_NUMBER_RULE = "letters, digits, _ . - only, at most 100"
+BILLING_FIELDS = ("FirstName", "LastName", "Email", "CountryCode")
 
 # Money travels as JSON numbers; decode them as Decimal so no float ever touches them.
 _json_encoder = msgspec.json.Encoder(decimal_format="number")
@@ -952,12 +956,15 @@ class XCClient:
         card_type: str | None = None,
         expires_month: int | None = None,
         expires_year: int | None = None,
+        billing: Mapping[str, str] | None = None,
     ) -> bool:
         """Record a captured Stripe payment on the order as a federated payment (``AddPayment``;
         XC allows it while the order is ``OnHold``): component id = the PaymentIntent id,
         ``TransactionId`` = the charge id, ``Amount`` as Money. False if the order already has
         a payment with that charge (read before the write, and again when the write met a
-        stale Version: a retry of an AddPayment that had committed)."""
+        stale Version: a retry of an AddPayment that had committed). ``billing`` is the
+        payment's billing party (``FirstName``, ``LastName``, ``Email``, ``CountryCode``), as
+        the engine plugin's ``AddPayment`` takes it (docs/xc.md)."""
         check_id(order_id, "order")
         _external_id(payment_intent_id, "payment_intent_id")
         _external_id(charge_id, "charge_id")
@@ -965,6 +972,9 @@ class XCClient:
         currency = _currency(currency, "payment currency")
         if masked_number is not None and not MASKED_NUMBER_PATTERN.fullmatch(masked_number):
             raise ValueError("masked_number must be the card's last four digits, never a number")
+        unknown = sorted(set(billing or {}) - set(BILLING_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown billing field(s) {', '.join(unknown)}")
         order = self.get_order(order_id)
         if _has_charge(order, charge_id):
             return False
@@ -981,6 +991,7 @@ class XCClient:
             "CardType": card_type,
             "ExpiresMonth": expires_month,
             "ExpiresYear": expires_year,
+            **{f"Billing{name}": value for name, value in (billing or {}).items() if value},
         }
         try:
             self.run_action(
@@ -1093,12 +1104,18 @@ class XCClient:
         phone_number: str | None = None,
         language: str | None = None,
         password: str | None = None,
+        account_number: str | None = None,
     ) -> dict[str, Any]:
         """``AddCustomer``: the new customer as XC stores it. XC wants a password; without one
         a random one is made (the customer resets it) and never leaves this call. An e-mail
         already in use raises ``XCAlreadyExists`` (the customer is there: look it up by
-        e-mail), which is also what a retried create that had committed meets."""
+        e-mail), which is also what a retried create that had committed meets.
+        ``account_number`` names the customer: the engine plugin makes its id
+        ``Entity-Customer-{account_number}`` (docs/xc.md), so a create can be looked up by the
+        id it was meant to get."""
         check_id(email, "customer e-mail")
+        if account_number is not None and not ACCOUNT_NUMBER_PATTERN.fullmatch(account_number):
+            raise ValueError(f"account number {account_number!r}: {ACCOUNT_NUMBER_RULE}")
         if password is None:
             password = secrets.token_urlsafe(24)
             self._secret(password)
@@ -1110,6 +1127,7 @@ class XCClient:
             "PhoneNumber": phone_number,
             "Language": language,
             "Password": password,
+            "AccountNumber": account_number,
         }
         command = self.run_action("", "Details", "AddCustomer", values=values)
         customer_id = next(
