@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
-from stripe_sitecore.mapping import load_mapping, mappings_dir
+from stripe_sitecore.mapping import MappingError, load_mapping, mappings_dir
 from stripe_sitecore.mapping.suggest import (
     METHODS,
     concepts,
@@ -41,6 +42,7 @@ from stripe_sitecore.mapping.suggest import (
 )
 
 DATA = Path(__file__).resolve().parent / "data"
+SKIPPED: list[str] = []
 
 
 def read_json(path: Path) -> Any:
@@ -66,8 +68,14 @@ def tuning_pairs() -> list[dict[str, Any]]:
     for path in sorted(mappings_dir().glob("*.yaml")):
         if path.stem.endswith("_rules"):
             continue
-        spec = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-        mapping = load_mapping(path)
+        try:
+            spec = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+            mapping = load_mapping(path)
+        except (MappingError, YAMLError) as exc:
+            # A file being edited may not load: the others still make the tuning set.
+            print(f"tuning set: {path.name} skipped: {str(exc).splitlines()[0]}", file=sys.stderr)
+            SKIPPED.append(path.name)
+            continue
         fields = [*spec.get("fields", [])]
         for rule in spec.get("rules", []):
             fields.extend(rule.get("fields", []))
@@ -214,6 +222,7 @@ def main() -> None:
         report["methods"][method] = entry
     report["timing"] = timing(heldout, args.repeat)
     report["scenarios"] = sorted({p["scenario"] for p in heldout})
+    report["tuning_files_skipped"] = SKIPPED
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
