@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DEFAULT_ARGS, START_DATE, run_deadline
+from stripe_sitecore.dag_defaults import DEFAULT_ARGS, START_DATE, alert_run_overdue
 from stripe_sitecore.pools import STRIPE_API
 
 EVERY_FIFTEEN_MINUTES = "*/15 * * * *"
@@ -45,7 +45,8 @@ EVERY_FIFTEEN_MINUTES = "*/15 * * * *"
     tags=["stripe", "ordercloud", "customers"],
     doc_md=__doc__,
     # Three intervals: a run still going then holds up the ones after it.
-    deadline=run_deadline(timedelta(minutes=45)),
+    dagrun_timeout=timedelta(minutes=45),
+    on_failure_callback=alert_run_overdue,
     params={
         "full_scan": Param(
             False,

@@ -28,7 +28,12 @@ Connections: `ordercloud_default`, `stripe_default`, `stripe_sitecore_state` (op
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DEFAULT_ARGS, MANUAL_DEADLINE, START_DATE
+from stripe_sitecore.dag_defaults import (
+    DEFAULT_ARGS,
+    MANUAL_RUN_LIMIT,
+    START_DATE,
+    alert_run_overdue,
+)
 from stripe_sitecore.dead_letters.registry import REPLAYABLE_SOURCES
 
 _OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
@@ -41,7 +46,8 @@ _OPTIONAL_TIME = {"type": ["null", "string"], "format": "date-time"}
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    deadline=MANUAL_DEADLINE,
+    dagrun_timeout=MANUAL_RUN_LIMIT,
+    on_failure_callback=alert_run_overdue,
     tags=["dead-letters", "operations"],
     doc_md=__doc__,
     params={

@@ -26,7 +26,12 @@ Settings: the Airflow Variable `stripe_sitecore_fraud_report` (JSON: `timezone`,
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DAILY_DEADLINE, DEFAULT_ARGS, START_DATE
+from stripe_sitecore.dag_defaults import (
+    DAILY_RUN_LIMIT,
+    DEFAULT_ARGS,
+    START_DATE,
+    alert_run_overdue,
+)
 
 
 @dag(
@@ -38,7 +43,8 @@ from stripe_sitecore.dag_defaults import DAILY_DEADLINE, DEFAULT_ARGS, START_DAT
     default_args=DEFAULT_ARGS,
     tags=["stripe", "ordercloud", "fraud", "reports"],
     doc_md=__doc__,
-    deadline=DAILY_DEADLINE,
+    dagrun_timeout=DAILY_RUN_LIMIT,
+    on_failure_callback=alert_run_overdue,
     params={
         "day": Param(
             None,

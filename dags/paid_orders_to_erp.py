@@ -19,8 +19,9 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
 from stripe_sitecore.dag_defaults import (
     DEFAULT_ARGS,
     EVERY_FIVE_MINUTES,
-    FIVE_MINUTE_DEADLINE,
+    FIVE_MINUTE_RUN_LIMIT,
     START_DATE,
+    alert_run_overdue,
 )
 from stripe_sitecore.pools import ERP_API
 
@@ -34,7 +35,8 @@ from stripe_sitecore.pools import ERP_API
     default_args=DEFAULT_ARGS,
     tags=["erp", "ordercloud", "order-to-cash"],
     doc_md=__doc__,
-    deadline=FIVE_MINUTE_DEADLINE,
+    dagrun_timeout=FIVE_MINUTE_RUN_LIMIT,
+    on_failure_callback=alert_run_overdue,
 )
 def paid_orders_to_erp():
     @task(pool=ERP_API)

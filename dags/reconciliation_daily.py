@@ -32,7 +32,12 @@ Connections: `stripe_default`, `ordercloud_default`, `stripe_sitecore_state` (op
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DAILY_DEADLINE, DEFAULT_ARGS, START_DATE
+from stripe_sitecore.dag_defaults import (
+    DAILY_RUN_LIMIT,
+    DEFAULT_ARGS,
+    START_DATE,
+    alert_run_overdue,
+)
 
 
 @dag(
@@ -45,7 +50,8 @@ from stripe_sitecore.dag_defaults import DAILY_DEADLINE, DEFAULT_ARGS, START_DAT
     default_args=DEFAULT_ARGS,
     tags=["stripe", "ordercloud", "reconciliation", "reports"],
     doc_md=__doc__,
-    deadline=DAILY_DEADLINE,
+    dagrun_timeout=DAILY_RUN_LIMIT,
+    on_failure_callback=alert_run_overdue,
     params={
         "day": Param(
             None,

@@ -21,8 +21,9 @@ from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, tas
 from stripe_sitecore.dag_defaults import (
     DEFAULT_ARGS,
     EVERY_FIVE_MINUTES,
-    FIVE_MINUTE_DEADLINE,
+    FIVE_MINUTE_RUN_LIMIT,
     START_DATE,
+    alert_run_overdue,
 )
 from stripe_sitecore.pools import STRIPE_API
 
@@ -36,7 +37,8 @@ from stripe_sitecore.pools import STRIPE_API
     default_args=DEFAULT_ARGS,
     tags=["stripe", "ordercloud", "order-to-cash"],
     doc_md=__doc__,
-    deadline=FIVE_MINUTE_DEADLINE,
+    dagrun_timeout=FIVE_MINUTE_RUN_LIMIT,
+    on_failure_callback=alert_run_overdue,
 )
 def sitecore_orders_to_stripe():
     @task(pool=STRIPE_API)

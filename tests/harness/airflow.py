@@ -205,12 +205,7 @@ def run_dag(
                 f"DAG {dag_id!r} not in {dag_folder}: found {sorted(dagbag.dags)}, "
                 f"import errors {dagbag.import_errors}"
             )
-        dag = dagbag.dags[dag_id]
-        # Airflow 3.3.2's dag.test() keeps deadlines as encoded alerts instead of the ids the DB
-        # row has, and a successful run then fails in DagRun.update_state
-        # (DeadlineAlert.get_by_id({})). No scheduler checks deadlines under dag.test() anyway.
-        dag.deadline = None
-        dag_run = dag.test(logical_date=logical_date, run_conf=conf)
+        dag_run = dagbag.dags[dag_id].test(logical_date=logical_date, run_conf=conf)
         return _collect_result(dag_id, dag_run.run_id)
 
 
