@@ -33,7 +33,6 @@ PAYMENT_STATUSES = (
     "Failed",
     "Canceled",
 )
-ERP_PAYMENT_STATUSES = ("PAID", "PARTIALLY_REFUNDED", "REFUNDED")
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 ISO_TIME_REGEX = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$"
 ORDERCLOUD_XP_LIMIT = 8000
@@ -445,17 +444,33 @@ ORDERCLOUD_USER = Suite(
     ),
 )
 
+
+def line_count(path: str) -> Extractor:
+    def extract(payload: dict[str, Any]) -> int | None:
+        found = _get(payload, path)
+        return len(found) if isinstance(found, list) else None
+
+    return extract
+
+
 ERP_ORDER = Suite(
     "erp_order",
-    "The order message the ERP receives",
+    "The order message the ERP receives (erp.v1)",
     {
         "order_id": text("order_id"),
         "currency": text("currency"),
+        "lines": line_count("lines"),
         "totals.total": text("totals.total"),
         "payment.payment_intent_id": text("payment.payment_intent_id"),
-        "payment.status": text("payment.status"),
+        "payment.currency": text("payment.currency"),
         "amounts_problem": amounts_problem(
-            "currency", "totals.subtotal", "totals.shipping", "totals.tax", "totals.total"
+            "currency",
+            "totals.subtotal",
+            "totals.shipping",
+            "totals.tax",
+            "totals.discount",
+            "totals.total",
+            "payment.amount_captured",
         ),
     },
     (
@@ -466,6 +481,12 @@ ERP_ORDER = Suite(
             "currency",
             money.STRIPE_CURRENCIES,
             "currency {value!r} is not an upper-case code Stripe supports",
+        ),
+        Check(
+            "has_lines",
+            "ExpectColumnValuesToBeBetween",
+            {"column": "lines", "min_value": 1},
+            "the order has no line items to fulfil ({value})",
         ),
         not_null("total_present", "totals.total", "totals.total is missing"),
         is_null("amounts_exact", "amounts_problem"),
@@ -479,12 +500,6 @@ ERP_ORDER = Suite(
             "payment_intent_required",
             "payment.payment_intent_id",
             "payment.payment_intent_id is missing",
-        ),
-        in_set(
-            "payment_status_allowed",
-            "payment.status",
-            ERP_PAYMENT_STATUSES,
-            "payment.status {value!r} is not one the ERP accepts",
         ),
     ),
 )
@@ -530,6 +545,120 @@ STRIPE_REFUND_CREATE = Suite(
     ),
 )
 
+# --- Sitecore XC ------------------------------------------------------------------------------
+
+# What XC's SetOrderStatus() takes as a status (the XC client refuses anything else).
+XC_STATUS_REGEX = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+
+XC_PAYMENT = Suite(
+    "xc_payment",
+    "XC federated payment, refund and order patch from a Stripe PaymentIntent",
+    {
+        "order_id": text("order_id"),
+        "order_patch.Status": text("order_patch.Status"),
+        "order_patch.Stripe.PaymentStatus": text("order_patch.Stripe.PaymentStatus"),
+        "payment.PaymentIntentId": text("payment.PaymentIntentId"),
+        "payment.ChargeId": text("payment.ChargeId"),
+        "payment.Currency": text("payment.Currency"),
+        "payment.MaskedNumber": text("payment.MaskedNumber"),
+        "refund_transaction.ID": text("refund_transaction.ID"),
+        "refund_payment_id": text("refund_payment_id"),
+        "amounts_problem": amounts_problem(
+            "currency", "payment.Amount", "refund_transaction.Amount"
+        ),
+    },
+    (
+        not_null("order_id_present", "order_id", "the Sitecore order id is missing"),
+        matches(
+            "order_id_is_order_entity",
+            "order_id",
+            r"^Entity-Order-[A-Za-z0-9_.@+{}~'-]+$",
+            "order id {value!r} is not an XC order entity id (Entity-Order-...)",
+        ),
+        matches(
+            "order_status_valid",
+            "order_patch.Status",
+            XC_STATUS_REGEX,
+            "order Status {value!r} is not a status XC's SetOrderStatus() takes",
+        ),
+        not_null(
+            "payment_status_present",
+            "order_patch.Stripe.PaymentStatus",
+            "Stripe.PaymentStatus is missing",
+        ),
+        in_set(
+            "payment_status_allowed",
+            "order_patch.Stripe.PaymentStatus",
+            PAYMENT_STATUSES,
+            "Stripe.PaymentStatus {value!r} is not one of the statuses the integration writes",
+        ),
+        matches(
+            "payment_id_is_payment_intent",
+            "payment.PaymentIntentId",
+            r"^pi_\w+$",
+            "payment id {value!r} is not a PaymentIntent id",
+        ),
+        matches(
+            "transaction_id_is_charge",
+            "payment.ChargeId",
+            r"^(?:ch|py)_\w+$",
+            "payment TransactionId {value!r} is not a charge id",
+        ),
+        in_set(
+            "payment_currency_supported",
+            "payment.Currency",
+            money.STRIPE_CURRENCIES,
+            "payment Currency {value!r} is not an upper-case code Stripe supports",
+        ),
+        matches(
+            "masked_number_is_last_four",
+            "payment.MaskedNumber",
+            r"^[0-9]{4}$",
+            "MaskedNumber {value!r} is not a card's last four digits",
+        ),
+        matches(
+            "refund_id_is_refund",
+            "refund_transaction.ID",
+            r"^(?:re|pyr)_\w+$",
+            "refund id {value!r} is not a refund id",
+        ),
+        matches(
+            "refund_payment_is_payment_intent",
+            "refund_payment_id",
+            r"^pi_\w+$",
+            "refund_payment_id {value!r} is not a PaymentIntent id",
+        ),
+        is_null("amounts_exact", "amounts_problem"),
+    ),
+)
+
+XC_CUSTOMER = Suite(
+    "xc_customer",
+    "Sitecore XC customer fields from a Stripe customer",
+    {
+        "ID": text("ID"),
+        "Email": text("Email"),
+        "Stripe.CustomerId": text("Stripe.CustomerId"),
+    },
+    (
+        not_null("customer_id_present", "ID", "the XC customer id is missing"),
+        matches(
+            "customer_id_is_customer_entity",
+            "ID",
+            r"^Entity-Customer-[A-Za-z0-9_.-]+$",
+            "customer id {value!r} is not an XC customer entity id (Entity-Customer-...)",
+        ),
+        unique("customer_id_unique", "ID", "customer {value} appears more than once in the batch"),
+        matches("email_valid", "Email", EMAIL_REGEX, "Email {value!r} is not an email address"),
+        matches(
+            "stripe_customer_id_valid",
+            "Stripe.CustomerId",
+            r"^cus_\w+$",
+            "Stripe.CustomerId {value!r} is not a Stripe customer id",
+        ),
+    ),
+)
+
 SUITES: dict[str, Suite] = {
     suite.payload_type: suite
     for suite in (
@@ -539,5 +668,7 @@ SUITES: dict[str, Suite] = {
         STRIPE_CUSTOMER,
         ORDERCLOUD_USER,
         ERP_ORDER,
+        XC_PAYMENT,
+        XC_CUSTOMER,
     )
 }

@@ -1015,6 +1015,10 @@ class XCClient:
         body = self.request("GET", path, params={"$expand": "Components"})
         return list(body.get("value") or []) if isinstance(body, dict) else []
 
+    def refund_recorded(self, order_id: str, refund_id: str) -> bool:
+        """Whether the order's sales activities already hold the refund ``refund_id``."""
+        return self._recorded(order_id, refund_id)
+
     def _recorded(self, order_id: str, transaction_id: str) -> bool:
         return any(
             transaction_id in _activity_transaction_ids(activity)

@@ -38,6 +38,7 @@ EXTRA_EXAMPLE = {
     "language": DEFAULT_LANGUAGE,
     "shopper_id": DEFAULT_SHOPPER_ID,
     "geo_location": DEFAULT_GEO_LOCATION,
+    "customer_domain": "CommerceUsers",
 }
 
 
@@ -50,7 +51,8 @@ class XCHook(BaseHook):
     client for ``client_credentials``), ``client_secret`` (default: the password, for
     ``client_credentials``), ``scope``, ``shop_name``, ``environment``, ``currency``,
     ``language``, ``shopper_id``, ``geo_location``, ``connect_timeout``, ``read_timeout``,
-    ``max_retries``, ``backoff_factor``.
+    ``max_retries``, ``backoff_factor``; ``customer_domain`` (default ``CommerceUsers``: whose
+    customers the customer sync keeps in step).
     """
 
     conn_name_attr = "xc_conn_id"
@@ -155,3 +157,13 @@ class XCHook(BaseHook):
         return True, (
             f"Connected to XC (shop {settings.shop_name}, environment {settings.environment})"
         )
+
+
+def backend_from_connection(conn_id: str = XCHook.default_conn_name):
+    """The XC backend over the client of the ``sitecore_xc_default`` connection; its customers
+    are those of the extra's ``customer_domain`` (default ``CommerceUsers``)."""
+    from stripe_sitecore.backends.xc.backend import DEFAULT_CUSTOMER_DOMAIN, XCBackend
+
+    hook = XCHook(conn_id)
+    domain = hook.get_connection(conn_id).extra_dejson.get("customer_domain")
+    return XCBackend(hook.get_conn(), customer_domain=domain or DEFAULT_CUSTOMER_DOMAIN)
