@@ -56,6 +56,7 @@ from stripe_sitecore.backends.xc.client import (
     CUSTOMER_PREFIX,
     XCAlreadyExists,
     XCClient,
+    XCNotFound,
     XCVersionConflict,
     check_id,
     components,
@@ -491,8 +492,8 @@ class XCBackend(SitecoreBackend):
 
     def create_customer(self, body: dict[str, Any]) -> dict[str, Any]:
         """``AddCustomer`` named by the body's ``ID`` (its AccountNumber is the id without
-        ``Entity-Customer-``), then the Stripe link. An e-mail in use raises
-        ``XCAlreadyExists``: a retried create, or another customer's e-mail."""
+        ``Entity-Customer-``), then the Stripe link. A retried create finds the customer the
+        first try made; an e-mail another customer has raises ``XCAlreadyExists``."""
         customer_id = body.get("ID") or ""
         check_id(customer_id, "customer")
         account = customer_id.removeprefix(CUSTOMER_PREFIX)
@@ -509,8 +510,13 @@ class XCBackend(SitecoreBackend):
                 phone_number=body.get("PhoneNumber"),
                 account_number=account,
             )
-        except XCAlreadyExists:
-            raise
+        except XCAlreadyExists as taken:
+            # Ours, if the id we name it by exists: a create that committed before its answer
+            # was lost. Else the e-mail is another customer's, which the flow deals with.
+            try:
+                created = self.client.get_customer(customer_id)
+            except XCNotFound:
+                raise taken from None
         except ValueError as exc:
             raise RecordRefused("xc.customer_not_creatable", str(exc)) from exc
         if created.get("Id") != customer_id:
