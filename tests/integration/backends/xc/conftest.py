@@ -57,10 +57,12 @@ def place_xc_order(
     email: str | None = None,
     customer_id: str | None = None,
     shipping_country: str | None = "US",
+    sku: str = "GIFT-CARD",
     **extra: Any,
 ) -> str:
-    """An order as a pay-after-order storefront places it: one line for the whole total, the
-    shopper's e-mail, a shipping party, no payment; its id is ``Entity-Order-<key>``."""
+    """An order as a pay-after-order storefront places it: one line for the whole total (of an
+    item the ERP simulator always has in stock), the shopper's e-mail, a shipping party, no
+    payment; its id is ``Entity-Order-<key>``."""
     order_id = f"Entity-Order-{key}"
     customer: dict[str, Any] = {"Email": email or f"{key}@example.com"}
     if customer_id:
@@ -71,7 +73,7 @@ def place_xc_order(
         "Status": status,
         "Lines": [
             {
-                "ItemId": f"Habitat_Master|{key}|{key}-1",
+                "ItemId": f"Habitat_Master|{sku}|{sku}",
                 "Quantity": 1,
                 "UnitListPrice": Decimal(total),
                 "ProductName": f"Product {key}",
