@@ -203,8 +203,13 @@ def deliver_ordercloud_submit(store, order_id: str, log_id: str, when) -> dict:
     }
     body = json.dumps(payload).encode()
     digest = hmac.new(OC_HASH_KEY.encode(), body, hashlib.sha256).digest()
+    # Received when OrderCloud sent it (the receiver refuses deliveries dated far from now).
     client = TestClient(
-        create_app(lambda: WebhookSecrets(ordercloud_hash_key=OC_HASH_KEY), lambda: store)
+        create_app(
+            lambda: WebhookSecrets(ordercloud_hash_key=OC_HASH_KEY),
+            lambda: store,
+            clock=when.timestamp,
+        )
     )
     response = client.post(
         "/ordercloud", content=body, headers={"X-oc-hash": base64.b64encode(digest).decode()}
