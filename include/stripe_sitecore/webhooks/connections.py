@@ -132,26 +132,35 @@ class _StoreFromConnection:
     """One ``StateStore`` (engine and pool) per database URL; the URL is re-read every ``ttl``."""
 
     def __init__(self, conn_id: str, ttl: float):
-        self._url = Cached(lambda: self._read_url(conn_id), ttl)
+        self._conn_id = conn_id
+        self._url = Cached(lambda: self._read(conn_id), ttl)
         self._lock = threading.Lock()
         self._store: StateStore | None = None
         self._store_url: str | None = None
 
     @staticmethod
-    def _read_url(conn_id: str) -> str:
+    def _read(conn_id: str) -> tuple[str, bool]:
         from stripe_sitecore.hooks.state import StateStoreHook
 
-        return StateStoreHook(state_conn_id=conn_id).sqlalchemy_url()
+        hook = StateStoreHook(state_conn_id=conn_id)
+        return hook.sqlalchemy_url(), hook.auto_migrate()
 
     def __call__(self) -> StateStore:
+        from stripe_sitecore.store.migrate import ensure_schema
         from stripe_sitecore.store.state import StateStore
 
-        url = self._url()
+        url, auto_migrate = self._url()
         with self._lock:
             if self._store is None or url != self._store_url:
                 if self._store is not None:
                     self._store.dispose()
-                self._store, self._store_url = StateStore.from_url(url), url
+                store = StateStore.from_url(url)
+                # A delivery may arrive before any task has run on a new deployment: the
+                # receiver migrates the database the same way (under the lock) or says why not.
+                ensure_schema(
+                    store, auto_migrate=auto_migrate, source=f"connection {self._conn_id!r}"
+                )
+                self._store, self._store_url = store, url
             return self._store
 
 
