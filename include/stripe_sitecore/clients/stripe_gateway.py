@@ -26,6 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from tenacity.wait import wait_base, wait_random_exponential
 
 from stripe_sitecore.clients.budget import TokenBucket, burst_for, shared_bucket
+from stripe_sitecore.clients.stripe_logging import protect_stripe_logging
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +289,7 @@ class StripeGateway:
     """What the flows need from Stripe, as plain dicts."""
 
     def __init__(self, settings: StripeSettings, *, sleep: Callable[[float], None] = time.sleep):
+        protect_stripe_logging()
         self.settings = settings
         base_addresses = {"api": settings.api_base.rstrip("/")} if settings.api_base else None
         # One budget per account and process: keyed by where the key goes and a digest of it.
