@@ -326,6 +326,11 @@ class ErpSimulator:
             "reason": line["reason"],
         }
 
+    def v1_order_ids(self) -> list[str]:
+        """The ids of the orders received through the erp.v1 intake, sorted."""
+        with self.lock:
+            return sorted(self._v1)
+
     def order_state(self, order_id: str) -> dict:
         """A v1 order as the ERP holds it now: lines with what is reserved, backordered,
         returned, released; the messages applied; the amount credited."""

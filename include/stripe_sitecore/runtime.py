@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
 
 from stripe_sitecore.backends import UnknownBackend, backend_from_connection
 from stripe_sitecore.backends.base import SitecoreBackend, SitecoreConfigError
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Wrong configuration stays wrong on retry: these end the task at once, saying what to fix.
 CONFIGURATION_ERRORS: tuple[type[Exception], ...] = (
+    # A connection the DAG needs is not defined: retrying with backoff only delays the news.
+    AirflowNotFoundException,
     MappingError,
     ConfigurationError,
     SitecoreConfigError,
@@ -126,7 +128,7 @@ def paid_orders_to_erp(context: dict[str, Any]) -> dict[str, int]:
     from stripe_sitecore.hooks.erp import ErpHook
 
     with sitecore_backend() as sitecore, state_store() as store:
-        summary = drain_erp_outbox(sitecore, ErpHook().get_conn(), store)
+        summary = drain_erp_outbox(sitecore, StripeHook().get_conn(), ErpHook().get_conn(), store)
     return finished(summary, "paid_orders_to_erp")
 
 

@@ -46,6 +46,9 @@ class BackendMappings:
     order_to_erp: str
     customer_to_stripe: str
     stripe_to_customer: str
+    # What the ERP did with a paid order -> the order's fulfilment annotation (None: not
+    # written back).
+    fulfillment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,11 @@ class SitecoreBackend(ABC):
             except (SitecoreNotFound, InvalidId):
                 found.append((order_id, None))
         return found
+
+    def fulfilment_record(self, order_id: str) -> dict[str, Any]:
+        """The order with what fulfilment needs (line items, per-line shipping), as the
+        backend's ERP mapping reads it. By default the order as ``get_order`` gives it."""
+        return self.get_order(order_id)
 
     @abstractmethod
     def check_order_id(self, order_id: Any) -> None:

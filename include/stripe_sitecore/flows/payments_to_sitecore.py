@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stripe_sitecore import money
 from stripe_sitecore.backends.base import SitecoreBackend, SitecoreNotFound
 from stripe_sitecore.clients.stripe_gateway import StripeGateway
 from stripe_sitecore.errors import API_ERRORS, ErrorKind, classify
@@ -40,6 +41,7 @@ from stripe_sitecore.mapping import Mapping, load_mapping
 from stripe_sitecore.money import from_minor_units
 from stripe_sitecore.provenance import made_by_us
 from stripe_sitecore.store.state import (
+    ERP_CHANGES_TOPIC,
     ERP_TOPIC,
     ORDER_STATE_RANK,
     PAID_STATES,
@@ -250,6 +252,9 @@ class _Plan:
     order_patch: dict[str, Any] = field(default_factory=dict)
     fraud_warnings: list[dict[str, Any]] = field(default_factory=list)
     auto_refund: bool = False
+    # What the ERP must hear once it has the order: succeeded refunds, a lost dispute.
+    refunds_done: list[dict[str, Any]] = field(default_factory=list)
+    lost_dispute: dict[str, Any] | None = None
 
 
 class _PaymentsRun:
@@ -377,6 +382,10 @@ class _PaymentsRun:
                     continue
                 if "refund_transaction" in result.payload:
                     plan.refund_records.append(result.payload)
+                    if extra["refund"]["status"] == "succeeded":
+                        plan.refunds_done.append(extra["refund"])
+                if "dispute" in extra and extra["dispute"].get("status") == "lost":
+                    plan.lost_dispute = extra["dispute"]
                 _merge(plan.order_patch, _added(result.payload["order_patch"], base.payload))
                 if "fraud_review" in extra:
                     plan.fraud_warnings = extra["fraud_review"]["warnings"]
@@ -535,6 +544,10 @@ class _PaymentsRun:
                             f"{self.sitecore.id}:{order_id}",
                             _erp_message(self.sitecore.id, order_id, plan.payment_intent),
                         )
+            if plan.refunds_done or plan.lost_dispute or plan.state == "refunded":
+                with self.store.begin() as tx:
+                    for key, change in _erp_changes(self.sitecore.id, order_id, plan):
+                        tx.enqueue(ERP_CHANGES_TOPIC, key, change)
         self.finish(plan)
 
     def finish(self, plan: _Plan) -> None:
@@ -619,3 +632,44 @@ def _erp_message(backend: str, order_id: str, payment_intent: dict[str, Any]) ->
         "amount": str(amount),
         "currency": payment_intent["currency"].upper(),
     }
+
+
+def _erp_changes(backend: str, order_id: str, plan: _Plan) -> list[tuple[str, dict[str, Any]]]:
+    """What the ERP must be told about an order after hand-off, each with its outbox key (the
+    outbox keeps one row per key, so each is told once, however often Stripe says it): a
+    return for every succeeded refund, a cancel once nothing is left to fulfil (refunded in
+    full), a release of the reservations when a dispute is lost."""
+    payment_intent = plan.payment_intent
+    currency = payment_intent["currency"]
+    changes = []
+
+    def change(kind: str, source_kind: str, source_id: str, reason: str, **extra: Any):
+        message = {
+            "backend": backend,
+            "order_id": order_id,
+            "kind": kind,
+            "message_id": f"{kind}-{source_id}",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "source": {"system": "stripe", "kind": source_kind, "id": source_id},
+            "reason": reason,
+            **extra,
+        }
+        changes.append((f"{backend}:{order_id}:{kind}:{source_id}", message))
+
+    for refund in plan.refunds_done:
+        amount = money.format_amount(from_minor_units(refund["amount"], currency), currency)
+        change(
+            "return",
+            "refund",
+            refund["id"],
+            f"Stripe refund {refund['id']} ({refund.get('reason') or 'no reason given'})",
+            amount=amount,
+            currency=currency.upper(),
+        )
+    if plan.state == "refunded":
+        charge = payment_intent.get("latest_charge") or {}
+        change("cancel", "refund", charge.get("id") or payment_intent["id"], "refunded in full")
+    if plan.lost_dispute is not None:
+        dispute = plan.lost_dispute
+        change("release", "dispute", dispute["id"], f"dispute lost ({dispute.get('reason')})")
+    return changes

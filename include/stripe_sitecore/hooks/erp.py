@@ -14,7 +14,7 @@ from stripe_sitecore.hooks.connection import base_url, extra_number, mask_secret
 class ErpHook(BaseHook):
     """``host`` = ERP base URL; ``password`` = bearer token.
 
-    Extra: ``orders_path``, ``connect_timeout``, ``read_timeout``, ``max_retries``,
+    Extra: ``orders_path``, ``contract_path`` (where the erp.v1 routes are, default ``/v1``), ``connect_timeout``, ``read_timeout``, ``max_retries``,
     ``backoff_factor``.
     """
 
@@ -37,6 +37,7 @@ class ErpHook(BaseHook):
                 base_url=base_url(conn),
                 token=conn.password or "",
                 orders_path=extra.get("orders_path", "/orders"),
+                contract_path=extra.get("contract_path", "/v1"),
                 connect_timeout=extra_number(extra, "connect_timeout", 10.0),
                 read_timeout=extra_number(extra, "read_timeout", 30.0),
                 max_retries=extra_number(extra, "max_retries", 5, int),

@@ -256,9 +256,35 @@ def standardize_ordercloud(
     return result or None
 
 
+def ordercloud_to_erp(
+    value: Any, *, subdivisions: str = "code", invalid_postal_code: str = "error"
+) -> dict[str, Any] | None:
+    """OrderCloud ``Address`` -> the ERP contract's address (erp.v1), standardized; every field
+    present, None where the address has none."""
+    standard = standardize_ordercloud(
+        value, subdivisions=subdivisions, invalid_postal_code=invalid_postal_code
+    )
+    if standard is None:
+        return None
+    names = {
+        "first_name": "FirstName",
+        "last_name": "LastName",
+        "company": "CompanyName",
+        "street1": "Street1",
+        "street2": "Street2",
+        "city": "City",
+        "state": "State",
+        "postal_code": "Zip",
+        "country": "Country",
+        "phone": "Phone",
+    }
+    return {field: standard.get(name) for field, name in names.items()}
+
+
 CONVERTERS: dict[str, Callable[..., dict[str, Any] | None]] = {
     "address.to_stripe": to_stripe,
     "address.to_stripe_shipping": to_stripe_shipping,
     "address.to_ordercloud": to_ordercloud,
     "address.standardize": standardize_ordercloud,
+    "address.ordercloud_to_erp": ordercloud_to_erp,
 }

@@ -149,12 +149,19 @@ def _from_minor_units(value: Any, args: dict[str, Any], ctx: Context) -> Decimal
 
 @_register(
     "money.format",
-    "decimal amount -> exact string with the currency's decimal places ('12.30', '5400')",
-    {"currency": STRING_OR_PATH},
+    "decimal amount (or Stripe minor units, with minor_units: true) -> exact string with the "
+    "currency's decimal places ('12.30', '5400')",
+    {"currency": STRING_OR_PATH, "minor_units": BOOLEAN},
     required=("currency",),
 )
 def _format(value: Any, args: dict[str, Any], ctx: Context) -> str:
-    return _money(lambda: money.format_amount(value, args["currency"]))
+    def convert() -> str:
+        amount = value
+        if args.get("minor_units"):
+            amount = money.from_minor_units(value, args["currency"])
+        return money.format_amount(amount, args["currency"])
+
+    return _money(convert)
 
 
 @_register(
@@ -268,6 +275,7 @@ for _name, _summary in {
     "address.to_stripe_shipping": "OrderCloud Address -> Stripe shipping {name, phone, address}",
     "address.to_ordercloud": "Stripe {name, phone, address} -> OrderCloud Address, standardized",
     "address.standardize": "OrderCloud Address -> OrderCloud Address, standardized",
+    "address.ordercloud_to_erp": "OrderCloud Address -> the ERP contract's address",
 }.items():
     _register(_name, _summary, ADDRESS_ARGS)(_address(_name))
 

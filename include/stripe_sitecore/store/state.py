@@ -42,8 +42,10 @@ CANCELABLE_STATES = UNPAID_STATES | {"authorized"}
 # The money was captured (the Sitecore payment exists).
 PAID_STATES = frozenset({"paid", "partially_refunded", "refunded"})
 
-# The outbox topic of paid orders on their way to the ERP (reports.matching reads it too).
+# The outbox topic of paid orders on their way to the ERP (reports.matching reads it too), and
+# of what happens to them after hand-off (cancel, return, release).
 ERP_TOPIC = "erp.orders"
+ERP_CHANGES_TOPIC = "erp.changes"
 
 
 def utcnow() -> datetime:
@@ -341,6 +343,13 @@ class StateTx:
             .limit(limit)
         )
         return [OutboxMessage(**row._mapping) for row in rows]
+
+    def message_status(self, topic: str, message_key: str) -> str | None:
+        """``pending``, ``done`` or ``dead`` for the message, None when there is none."""
+        t = models.outbox
+        return self.conn.scalar(
+            sa.select(t.c.status).where(t.c.topic == topic, t.c.message_key == message_key)
+        )
 
     def finish_message(self, message_id: int, *, error: str | None = None, give_up: bool = False):
         """Mark a delivery attempt: done on success, pending or dead after a failure."""

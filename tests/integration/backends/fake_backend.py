@@ -57,6 +57,8 @@ class FakeBackend(SitecoreBackend):
             "currency": currency,
             "placed_at": placed_at,
             "changed_at": placed_at,
+            # One line for the whole amount (quantity 1, no discount, tax or shipping).
+            "lines": [{"id": "1", "sku": "GIFT-CARD", "quantity": 1, "price": Decimal(total)}],
         }
 
     # --- orders --------------------------------------------------------------------------

@@ -102,12 +102,10 @@ def test_a_new_backend_runs_order_to_cash_refunds_and_reconciliation_without_flo
 
     # The paid orders go to the ERP under the backend's id.
     erp = ERPClient(ERPSettings(base_url=sandbox.erp_url, token=ERP_TOKEN))
-    delivered = drain_erp_outbox(fake, erp, store)
+    delivered = drain_erp_outbox(fake, gateway, erp, store)
     assert (delivered.created, delivered.quarantined) == (2, 0)
-    assert sorted(o["payload"]["order_id"] for o in sandbox.erp.list_orders()["orders"]) == [
-        "F-1",
-        "F-2",
-    ]
+    assert sandbox.erp.v1_order_ids() == ["F-1", "F-2"]
+    assert sandbox.erp.order_state("F-1")["payload"]["backend"] == "fake"
 
     # The day reconciles against the fake backend's own rows.
     period = ReportPeriod(INTERVAL_START.date())

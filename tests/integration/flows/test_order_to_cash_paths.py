@@ -197,21 +197,20 @@ def test_paid_orders_reach_the_erp_once_even_when_an_answer_is_lost(world, erp):
     apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     # The ERP stores the first order, then the connection drops before it answers.
     sandbox.set_faults(
-        erp=[{"route": "POST /orders", "reset_rate": 1.0, "after_commit": True, "times": 1}]
+        erp=[{"route": "POST /v1/orders", "reset_rate": 1.0, "after_commit": True, "times": 1}]
     )
 
-    summary = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
-    rerun = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
+    summary = drain_erp_outbox(OrderCloudBackend(ordercloud), gateway, erp, store)
+    rerun = drain_erp_outbox(OrderCloudBackend(ordercloud), gateway, erp, store)
 
     assert (summary.read, summary.created, summary.failed) == (2, 2, 0)
     assert (rerun.read, rerun.created) == (0, 0)
-    orders = requests.get(
-        f"{sandbox.erp_url}/orders", headers={"Authorization": f"Bearer {ERP_TOKEN}"}, timeout=10
-    ).json()["orders"]
-    assert sorted(o["order_id"] for o in orders) == ["o-erp-1", "o-erp-2"]
-    jpy = next(o for o in orders if o["order_id"] == "o-erp-2")
+    assert sandbox.erp.v1_order_ids() == ["o-erp-1", "o-erp-2"]
+    jpy = sandbox.erp.order_state("o-erp-2")
     assert jpy["payload"]["totals"]["total"] == "9000"
     assert jpy["payload"]["payment"]["payment_intent_id"] == pi_of(gateway, "o-erp-2")["id"]
+    # Reserved once, although the first answer was lost and the order was sent again.
+    assert [line["reserved"] for line in jpy["lines"]] == [1]
 
 
 def test_undeliverable_erp_messages_end_as_dead_letters_after_the_limit(world, erp):
@@ -220,10 +219,10 @@ def test_undeliverable_erp_messages_end_as_dead_letters_after_the_limit(world, e
     sync_orders_to_stripe(OrderCloudBackend(ordercloud), gateway, store, orders_window())
     pay(gateway, pi_of(gateway, "o-erp-down")["id"])
     apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
-    sandbox.set_faults(erp=[{"route": "POST /orders", "error_rate": 1.0, "statuses": [503]}])
+    sandbox.set_faults(erp=[{"route": "POST /v1/orders", "error_rate": 1.0, "statuses": [503]}])
 
     attempts = [
-        drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store, max_attempts=3)
+        drain_erp_outbox(OrderCloudBackend(ordercloud), gateway, erp, store, max_attempts=3)
         for _ in range(4)
     ]
 

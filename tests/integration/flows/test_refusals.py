@@ -194,9 +194,9 @@ def test_erp_refusals_are_dead_letters_its_409_means_done_and_401_stops(world):
     apply_stripe_events(gateway, OrderCloudBackend(ordercloud), store, events_window())
     erp = ERPClient(ERPSettings(base_url=sandbox.erp_url, token=ERP_TOKEN, max_retries=0))
 
-    sandbox.set_faults(erp=[{"route": "POST /orders", "error_rate": 1, "statuses": [401]}])
+    sandbox.set_faults(erp=[{"route": "POST /v1/orders", "error_rate": 1, "statuses": [401]}])
     with pytest.raises(ConfigurationError, match="401"):
-        drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
+        drain_erp_outbox(OrderCloudBackend(ordercloud), gateway, erp, store)
     # Nothing was given up on: the messages wait for the fixed credentials.
     with store.begin() as tx:
         assert len(tx.pending_messages("erp.orders")) == 3
@@ -204,12 +204,12 @@ def test_erp_refusals_are_dead_letters_its_409_means_done_and_401_stops(world):
     # The first delivery is refused, the second meets "already there" (409), the third goes in.
     sandbox.set_faults(
         erp=[
-            {"route": "POST /orders", "error_rate": 1, "statuses": [400], "times": 1},
-            {"route": "POST /orders", "error_rate": 1, "statuses": [409], "times": 1},
+            {"route": "POST /v1/orders", "error_rate": 1, "statuses": [400], "times": 1},
+            {"route": "POST /v1/orders", "error_rate": 1, "statuses": [409], "times": 1},
         ]
     )
-    summary = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
-    again = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store)
+    summary = drain_erp_outbox(OrderCloudBackend(ordercloud), gateway, erp, store)
+    again = drain_erp_outbox(OrderCloudBackend(ordercloud), gateway, erp, store)
 
     [refused] = open_letters(store, "erp.orders")
     assert (refused.rule, summary.quarantined, summary.created) == ("erp.refused", 1, 2)

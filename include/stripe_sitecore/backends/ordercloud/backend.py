@@ -33,6 +33,7 @@ MAPPINGS = BackendMappings(
     order_to_erp="ordercloud_order_to_erp",
     customer_to_stripe="ordercloud_user_to_stripe_customer",
     stripe_to_customer="stripe_customer_to_ordercloud_user",
+    fulfillment="erp_outcome_to_ordercloud_fulfillment",
 )
 
 
@@ -52,6 +53,24 @@ class OrderCloudBackend(SitecoreBackend):
 
     def get_order(self, order_id: str) -> dict[str, Any]:
         return self.client.get_order(order_id)
+
+    def fulfilment_record(self, order_id: str) -> dict[str, Any]:
+        """The order from its worksheet (one request), its line items under ``LineItems``, each
+        with the ``ShipMethod`` its ship estimate selected (or None)."""
+        worksheet = self.client.get_worksheet(order_id)
+        selected: dict[str, dict[str, Any]] = {}
+        estimates = (worksheet.get("ShipEstimateResponse") or {}).get("ShipEstimates") or []
+        for estimate in estimates:
+            methods = {m.get("ID"): m for m in estimate.get("ShipMethods") or []}
+            method = methods.get(estimate.get("SelectedShipMethodID"))
+            for item in estimate.get("ShipEstimateItems") or []:
+                if method is not None:
+                    selected[item.get("LineItemID")] = method
+        lines = [
+            {**line, "ShipMethod": selected.get(line.get("ID"))}
+            for line in worksheet.get("LineItems") or []
+        ]
+        return {**worksheet["Order"], "LineItems": lines}
 
     def check_order_id(self, order_id: Any) -> None:
         segment(order_id, "order")

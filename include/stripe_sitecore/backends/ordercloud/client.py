@@ -421,6 +421,11 @@ class OrderCloudClient:
             return False
         return True
 
+    def get_worksheet(self, order_id: str) -> dict[str, Any]:
+        """The order with all its line items, promotions and ship estimates in one request
+        (``OrderWorksheet``): what the ERP needs, without paging the line items."""
+        return self.request("GET", f"{self._order_path(order_id)}/worksheet")
+
     def list_payments(self, order_id: str) -> list[dict[str, Any]]:
         return list(self.iter_list(f"{self._order_path(order_id)}/payments"))
 
