@@ -231,18 +231,21 @@ def test_a_task_runs_on_the_celery_worker_and_an_overdue_run_alerts(topology, al
     stack, worker_log = topology
     stack.unpause("topology_probe")
 
-    run_id = stack.trigger("topology_probe", conf={"sleep": 6})
+    run_id = stack.trigger("topology_probe", conf={"sleep": 0})
 
     assert stack.wait_for_run("topology_probe", run_id, timeout=120) == "success"
     assert stack.xcom_return("topology_probe", run_id, "where_am_i")["worker_mark"] == WORKER_MARK
     [ti] = stack.task_instances("topology_probe", run_id)
     assert ti["queue"] == QUEUE
     assert "execute_workload" in worker_log.read_text(errors="replace")
-    # The run outlived its 3 s deadline: the callback ran in the triggerer and alerted.
+
+    # A run that outlives its 3 s limit is stopped, and the DAG processor's callback alerts.
+    run_id = stack.trigger("topology_probe", conf={"sleep": 30})
+    assert stack.wait_for_run("topology_probe", run_id, timeout=120) == "failed"
     alert = wait_for(
         lambda: [r.json() for r in alerts.on("/alerts") if "topology_probe" in r.json()["subject"]],
         timeout=60,
-        what="the deadline alert",
+        what="the run-overdue alert",
     )[0]
     assert alert["severity"] == "warning"
     assert alert["subject"].startswith(f"run overdue: topology_probe (run {run_id})")

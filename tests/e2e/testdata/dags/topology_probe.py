@@ -1,4 +1,4 @@
-"""Reports where its task ran, and sleeps past its Deadline Alert when asked to."""
+"""Reports where its task ran, and sleeps past its run time limit when asked to."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from airflow.sdk import dag, get_current_context, task
 
-from stripe_sitecore.dag_defaults import DEFAULT_ARGS, START_DATE, run_deadline
+from stripe_sitecore.dag_defaults import DEFAULT_ARGS, START_DATE, alert_run_overdue
 
 
 @dag(
@@ -18,9 +18,10 @@ from stripe_sitecore.dag_defaults import DEFAULT_ARGS, START_DATE, run_deadline
     start_date=START_DATE,
     catchup=False,
     default_args={**DEFAULT_ARGS, "retries": 0},
-    deadline=run_deadline(timedelta(seconds=3)),
+    dagrun_timeout=timedelta(seconds=3),
+    on_failure_callback=alert_run_overdue,
     tags=["test"],
-    doc_md="Test DAG of the Celery topology test: which worker ran me, and a 3 s deadline.",
+    doc_md="Test DAG of the Celery topology test: which worker ran me, and a 3 s run time limit.",
 )
 def topology_probe():
     @task
