@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/order_to_cash_throughput.py --orders 2000 --stripe-rps 80
 	$(BIN)/python benchmarks/order_to_cash_throughput.py --orders 1000 --stripe-rps 80 --latency-ms 25
 	$(BIN)/python benchmarks/dag_parse_time.py
+	$(BIN)/python benchmarks/mapping_suggest.py
 	$(BIN)/python benchmarks/reconciliation_1m.py
 	psql -h 127.0.0.1 -U postgres -d test -c 'DROP DATABASE IF EXISTS chaos' -c 'CREATE DATABASE chaos'
 	$(BIN)/python benchmarks/chaos_run.py --orders 1000 --state-url postgresql+psycopg2://postgres@127.0.0.1/chaos
