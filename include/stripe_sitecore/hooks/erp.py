@@ -14,8 +14,8 @@ from stripe_sitecore.hooks.connection import base_url, extra_number, mask_secret
 class ErpHook(BaseHook):
     """``host`` = ERP base URL; ``password`` = bearer token.
 
-    Extra: ``orders_path``, ``contract_path`` (where the erp.v1 routes are, default ``/v1``), ``connect_timeout``, ``read_timeout``, ``max_retries``,
-    ``backoff_factor``.
+    Extra: ``orders_path``, ``contract_path`` (where the erp.v1 routes are, default ``/v1``),
+    ``connect_timeout``, ``read_timeout``, ``max_retries``, ``backoff_factor``.
     """
 
     conn_name_attr = "erp_conn_id"
