@@ -184,7 +184,9 @@ def _stage(name: str, urls: dict[str, str], state_url: str, window: tuple, out) 
             gateway, OrderCloudBackend(ordercloud), store, Window(start, end, STRIPE_EVENT_OVERLAP)
         )
     else:
-        summary = drain_erp_outbox(OrderCloudBackend(ordercloud), erp, store, batch_size=10_000)
+        summary = drain_erp_outbox(
+            OrderCloudBackend(ordercloud), gateway, erp, store, batch_size=10_000
+        )
     out.send(summary.as_dict())
     store.dispose()
 
@@ -215,8 +217,8 @@ def run_like_airflow(name, urls, state_url, window, rng, stats) -> None:
 
 
 def airflow_env(urls: dict[str, str], state_url: str) -> dict[str, str]:
-    """The connections of DESIGN.md, pointed at the chaos simulators with the chaos clients'
-    timeouts and retries."""
+    """The connections of docs/architecture.md, pointed at the chaos simulators with the chaos
+    clients' timeouts and retries."""
     from tests.harness.services import state_connection
 
     stripe_extra = {

@@ -29,6 +29,7 @@ import requests
 
 from sandbox.common import dumps_exact
 from sandbox.seed import demo_orders
+from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.clients.erp import ERPClient, ERPSettings
 from stripe_sitecore.clients.stripe_gateway import StripeGateway, StripeSettings
@@ -179,12 +180,15 @@ def main() -> None:
             timings[name] = time.perf_counter() - wall
             cpu[name] = time.process_time() - used
 
-        stage("orders_to_stripe", sync_orders_to_stripe, ordercloud, gateway, store, window_orders)
+        sitecore = OrderCloudBackend(ordercloud)
+        stage("orders_to_stripe", sync_orders_to_stripe, sitecore, gateway, store, window_orders)
         pay_before = counts(urls["stripe"])
         paid = pay_everything(urls["stripe"], MAX_WORKERS)
         shopper_requests = counts(urls["stripe"]) - pay_before
-        stage("events_to_sitecore", apply_stripe_events, gateway, ordercloud, store, window_events)
-        stage("outbox_to_erp", drain_erp_outbox, ordercloud, erp, store, batch_size=args.orders)
+        stage("events_to_sitecore", apply_stripe_events, gateway, sitecore, store, window_events)
+        stage(
+            "outbox_to_erp", drain_erp_outbox, sitecore, gateway, erp, store, batch_size=args.orders
+        )
 
         made = {name: counts(url) - before[name] for name, url in urls.items()}
         made["stripe"] -= shopper_requests

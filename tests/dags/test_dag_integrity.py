@@ -1,4 +1,5 @@
-"""DAG integrity: ``dags/`` parses cleanly and every DAG keeps the house rules of DESIGN.md."""
+"""DAG integrity: ``dags/`` parses cleanly and every DAG keeps the house rules of
+docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ PUBLIC_DAG_IDS = {
     "dead_letter_replay",
 }
 FOUNDATION_DAG_IDS = {"sitecore_orders_to_stripe", "stripe_events_to_sitecore"}
-# DESIGN.md rule 7: these load inside tasks only.
+# docs/architecture.md rule 10: these load inside tasks only.
 PARSE_TIME_FORBIDDEN = ("great_expectations", "pandas", "stripe", "sqlalchemy", "requests")
 MIN_RETRIES = 2
 
@@ -57,7 +58,7 @@ def test_foundation_dags_present(dagbag):
 
 
 def test_dag_ids_are_the_public_names(dagbag):
-    assert set(dagbag.dag_ids) <= PUBLIC_DAG_IDS, "DAG ids not in DESIGN.md section 2"
+    assert set(dagbag.dag_ids) <= PUBLIC_DAG_IDS, "DAG ids not in docs/architecture.md section 2"
 
 
 def test_owner_is_set(dags):

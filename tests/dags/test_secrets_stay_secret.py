@@ -1,5 +1,5 @@
-"""Rule 6 of DESIGN.md: no secret in logs, XCom, the state database or the report files, through
-real runs of every DAG (``dag.test()``) with logging at DEBUG.
+"""Rule 9 of docs/architecture.md: no secret in logs, XCom, the state database or the report
+files, through real runs of every DAG (``dag.test()``) with logging at DEBUG.
 
 The secrets are everything the connections hold or the systems hand out during the runs: the
 Stripe key, the OrderCloud client secret, the OAuth access and refresh tokens the OrderCloud

@@ -93,7 +93,8 @@ def state_db_url(request, tmp_path) -> str:
 
 
 def connection_env(sandbox: Sandbox, state_db_url: str | None = None) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` variables that point every connection of DESIGN.md at the sandbox."""
+    """``AIRFLOW_CONN_*`` variables that point every connection of docs/architecture.md at the
+    sandbox."""
     env = {
         "AIRFLOW_CONN_STRIPE_DEFAULT": json.dumps(
             {

@@ -22,7 +22,7 @@ from stripe_sitecore.store import models
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Payment states of an order as our ledger sees them. A state only moves to one of equal or
-# higher rank, so an event that arrives late cannot undo a later one (DESIGN.md rule 2).
+# higher rank, so an event that arrives late cannot undo a later one (docs/architecture.md rule 3).
 ORDER_STATE_RANK = {
     "awaiting_payment": 10,
     "payment_failed": 20,

@@ -23,7 +23,8 @@ from stripe_sitecore.mapping.address import country_code
 from stripe_sitecore.mapping.errors import TransformError
 from stripe_sitecore.mapping.paths import Path, get_target, is_missing
 
-# xp.PaymentStatus values the integration writes (DESIGN.md section 2 plus RequiresAction).
+# xp.PaymentStatus values the integration writes (docs/architecture.md section 2, plus
+# RequiresAction).
 PAYMENT_STATUSES = (
     "AwaitingPayment",
     "RequiresAction",

@@ -1,5 +1,5 @@
 """Bad input never crashes a batch: generated records and mapping files, each answered with a
-mapped payload or a skip or reject that says why (DESIGN.md rule 5).
+mapped payload or a skip or reject that says why (docs/architecture.md rule 6).
 
 Per run: 400 orders, 400 Stripe PaymentIntents (with refunds and disputes), 150 mutated mapping
 files (``max_examples`` below).

@@ -1,6 +1,6 @@
 """Fuzzing the webhook receiver through its FastAPI app: random bytes, random JSON, real-looking
 events with fields mutated or removed, bodies around the size cap, broken signatures, repeated
-and shuffled deliveries (DESIGN.md rules 1 and 5).
+and shuffled deliveries (docs/architecture.md rules 1 and 6).
 
 Whatever arrives: never a 5xx; a refusal is a 4xx whose reason names the problem; a correctly
 signed body of the wrong shape is a dead letter whose reason names the field (answered 200, see

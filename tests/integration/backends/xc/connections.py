@@ -33,8 +33,8 @@ def xc_connection(xc_url: str, **extra) -> dict:
 
 
 def xc_connection_env(sandbox, state_db_url: str | None = None, **extra) -> dict[str, str]:
-    """Every connection of DESIGN.md at the sandbox, plus XC, with the deployment's backend set
-    to ``xc``."""
+    """Every connection of docs/architecture.md at the sandbox, plus XC, with the deployment's
+    backend set to ``xc``."""
     return {
         **connection_env(sandbox, state_db_url),
         XC_CONN_ENV: json.dumps(xc_connection(sandbox.xc_url, **extra)),
