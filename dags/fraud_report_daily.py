@@ -32,6 +32,7 @@ from stripe_sitecore.dag_defaults import (
     START_DATE,
     alert_run_overdue,
 )
+from stripe_sitecore.pools import SITECORE_API
 
 
 @dag(
@@ -81,9 +82,9 @@ def fraud_report_daily():
 
         return fraud_publish(get_current_context())
 
-    @task
+    @task(pool=SITECORE_API)
     def write_fraud_review() -> dict:
-        """xp.FraudReview on each flagged order (when the setting is on)."""
+        """The fraud review on each flagged Sitecore order (when the setting is on)."""
         from stripe_sitecore.runtime import fraud_write_reviews
 
         return fraud_write_reviews(get_current_context())

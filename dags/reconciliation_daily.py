@@ -38,6 +38,7 @@ from stripe_sitecore.dag_defaults import (
     START_DATE,
     alert_run_overdue,
 )
+from stripe_sitecore.pools import SITECORE_API, STRIPE_API
 
 
 @dag(
@@ -69,16 +70,16 @@ from stripe_sitecore.dag_defaults import (
     },
 )
 def reconciliation_daily():
-    @task
+    @task(pool=STRIPE_API)
     def stage_stripe() -> dict:
         """The day's charges, refunds, disputes, balance transactions and payouts."""
         from stripe_sitecore.runtime import reconciliation_stage_stripe
 
         return reconciliation_stage_stripe(get_current_context())
 
-    @task
+    @task(pool=SITECORE_API)
     def stage_sitecore() -> dict:
-        """The day's OrderCloud orders and their payments."""
+        """The day's Sitecore orders and their payments, from the deployment's backend."""
         from stripe_sitecore.runtime import reconciliation_stage_sitecore
 
         return reconciliation_stage_sitecore(get_current_context())

@@ -23,15 +23,16 @@ class PoolSpec:
 
 
 STRIPE_API = "stripe_api"
-ORDERCLOUD_API = "ordercloud_api"
+SITECORE_API = "sitecore_api"
 ERP_API = "erp_api"
 
 POOLS: tuple[PoolSpec, ...] = (
     # Test mode allows about 25 requests/s and live mode 100: four tasks of eight threads each
     # stay under the live limit with the clients' own back-off taking the rest.
     PoolSpec(STRIPE_API, 4, "Tasks calling the Stripe API (rate limit ~100 req/s live, 25 test)"),
-    # OrderCloud documents no limit but its order search lags under load.
-    PoolSpec(ORDERCLOUD_API, 4, "Tasks calling the Sitecore OrderCloud API"),
+    # One pool whichever backend the deployment uses: OrderCloud documents no limit but its
+    # order search lags under load; an XC Commerce Engine is often the merchant's own, small box.
+    PoolSpec(SITECORE_API, 4, "Tasks reading or writing the Sitecore backend (OrderCloud or XC)"),
     PoolSpec(ERP_API, 2, "Tasks posting orders to the ERP"),
 )
 POOL_NAMES = tuple(pool.name for pool in POOLS)

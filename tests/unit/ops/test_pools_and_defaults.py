@@ -18,7 +18,7 @@ def test_pools_print_as_airflow_pools_import_reads_them():
         [sys.executable, "-m", "stripe_sitecore.pools"], capture_output=True, text=True, check=True
     ).stdout
     document = json.loads(printed)
-    assert set(document) == {"stripe_api", "ordercloud_api", "erp_api"}
+    assert set(document) == {"stripe_api", "sitecore_api", "erp_api"}
     for spec in document.values():
         assert spec["slots"] >= 1 and spec["description"]
     assert [body["name"] for body in pools.as_rest_bodies()] == list(pools.POOL_NAMES)
