@@ -132,6 +132,19 @@ def paid_orders_to_erp(context: dict[str, Any]) -> dict[str, int]:
     return finished(summary, "paid_orders_to_erp")
 
 
+def realtime_drain(context: dict[str, Any]) -> dict[str, Any]:
+    """The real-time path's one task: every unprocessed inbox delivery, then the ERP outbox.
+
+    Records that hit a retryable error do not fail the task (the trigger fires again for them
+    with backoff, and the 5-minute DAGs retry and alert): a fast-path run stays fast."""
+    from stripe_sitecore.hooks.erp import ErpHook
+    from stripe_sitecore.realtime.drain import drain_inbox
+
+    with sitecore_backend() as sitecore, state_store() as store:
+        report = drain_inbox(sitecore, StripeHook().get_conn(), ErpHook().get_conn(), store)
+    return report.as_dict()
+
+
 def customer_sync(context: dict[str, Any]) -> dict[str, int]:
     from stripe_sitecore.flows import customers
 

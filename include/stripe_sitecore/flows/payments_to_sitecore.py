@@ -152,6 +152,30 @@ def _events_by_payment_intent(
     for event in hinted:
         if event["type"] in PAYMENT_EVENT_TYPES:
             events.setdefault(event["id"], event)
+    return _unprocessed_by_payment_intent(events, stripe_gateway, store, summary)
+
+
+def apply_inbox_events(
+    events: list[dict[str, Any]],
+    stripe_gateway: StripeGateway,
+    sitecore: SitecoreBackend,
+    store: StateStore,
+) -> RunSummary:
+    """Apply the given webhook deliveries (the real-time drain, ``stripe_sitecore.realtime``):
+    the same path as a window's events, without polling. Events of other types are ignored;
+    processed ones are skipped; each PaymentIntent is re-read from Stripe."""
+    run = _PaymentsRun(stripe_gateway, sitecore, store)
+    by_id = {e["id"]: e for e in events if e.get("type") in PAYMENT_EVENT_TYPES}
+    run.run(_unprocessed_by_payment_intent(by_id, stripe_gateway, store, run.summary))
+    return run.summary
+
+
+def _unprocessed_by_payment_intent(
+    events: dict[str, dict[str, Any]],
+    stripe_gateway: StripeGateway,
+    store: StateStore,
+    summary: RunSummary,
+) -> dict[str, list[dict[str, Any]]]:
     summary.read = len(events)
     with store.begin() as tx:
         done = tx.processed_event_ids(list(events))

@@ -379,4 +379,5 @@ webhook_inbox = sa.Table(
     sa.Column("payment_intent_id", sa.String(255)),
     sa.Column("body", sa.JSON, nullable=False),
     sa.Index("ix_webhook_inbox_source_event_created", "source", "event_created"),
+    sa.Index("ix_webhook_inbox_received_at", "received_at"),
 )
