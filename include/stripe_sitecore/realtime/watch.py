@@ -29,7 +29,8 @@ class InboxWatch:
     retry_backoff: float = 30.0
     max_backoff: float = 600.0
     fired_up_to: datetime | None = None
-    last_retry_check: float | None = None
+    # When unprocessed rows are counted next (monotonic seconds); None: at the next check.
+    next_check: float | None = None
     backoff: float = 0.0
 
     def __post_init__(self) -> None:
@@ -46,18 +47,19 @@ class InboxWatch:
         seen = max((t for t in (self.fired_up_to, mark.seen_until) if t is not None), default=None)
         if newest is not None and (seen is None or newest > seen):
             self.fired_up_to = newest
-            self.backoff = self.retry_backoff
             # New deliveries are drained with the rest: the retry clock starts over.
-            self.last_retry_check = now
+            self.backoff = self.retry_backoff
+            self.next_check = now + self.retry_backoff
             return {"reason": "new_deliveries", "newest_received": newest.isoformat()}
-        if self.last_retry_check is not None and now - self.last_retry_check < self.backoff:
+        if self.next_check is not None and now < self.next_check:
             return None
-        self.last_retry_check = now
         unprocessed = count_unprocessed()
         if not unprocessed:
             self.backoff = self.retry_backoff
+            self.next_check = now + self.retry_backoff
             return None
-        fired = {"reason": "unprocessed_after_drain", "unprocessed": unprocessed,
-                 "next_retry_seconds": min(self.backoff * 2, self.max_backoff)}  # fmt: skip
-        self.backoff = min(self.backoff * 2, self.max_backoff)
-        return fired
+        wait = self.backoff
+        self.next_check = now + wait
+        self.backoff = min(wait * 2, self.max_backoff)
+        return {"reason": "unprocessed_after_drain", "unprocessed": unprocessed,
+                "next_retry_seconds": wait}  # fmt: skip

@@ -221,9 +221,9 @@ def test_rows_it_cannot_apply_are_settled_and_rows_it_could_not_read_wait_with_b
     assert mark.pending == 1
 
     # Nothing new: the watch fires for the left row only with backoff, doubling.
-    watch = InboxWatch(retry_backoff=30, max_backoff=120, fired_up_to=newest, last_retry_check=0)
+    watch = InboxWatch(retry_backoff=30, max_backoff=120, fired_up_to=newest, next_check=30)
     fired_at = [t for t in range(0, 400, 5) if watch.decide(newest, mark, float(t), lambda: 1)]
-    assert fired_at == [30, 90, 210, 330]
+    assert fired_at == [30, 60, 120, 240, 360]
 
     # OrderCloud answers again: the next drain applies it, and nothing is left to fire for.
     again = drain(world)
