@@ -113,6 +113,10 @@ WEBHOOK_ROUTES = (
     ("POST", USERS_ROUTE),
     ("PATCH", USER_ROUTE),
 )
+# Order submission, which OrderCloud announces too; only to webhooks that name it (it is not in
+# the default routes, so existing registrations see the same calls as before). A seeded order
+# that is submitted announces it, as the shopper's submit would.
+SUBMIT_ROUTE = f"{ORDER_ROUTE}/submit"
 WEBHOOK_FIELDS = ("url", "hash_key", "routes", "config_data")
 
 # Line items, as the official SDKs model them (ordercloud-javascript-sdk src/models/LineItem.ts,
@@ -742,11 +746,11 @@ class OrderCloudSimulator:
         routes = body.get("routes")
         if routes is None:
             routes = [{"Verb": verb, "Route": route} for verb, route in WEBHOOK_ROUTES]
+        routable = (*WEBHOOK_ROUTES, ("POST", SUBMIT_ROUTE))
         if not isinstance(routes, list) or not all(
-            isinstance(r, dict) and (r.get("Verb"), r.get("Route")) in WEBHOOK_ROUTES
-            for r in routes
+            isinstance(r, dict) and (r.get("Verb"), r.get("Route")) in routable for r in routes
         ):
-            supported = ", ".join(f"{verb} {route}" for verb, route in WEBHOOK_ROUTES)
+            supported = ", ".join(f"{verb} {route}" for verb, route in routable)
             raise bad_request(f"routes must be a list of {{Verb, Route}} among: {supported}")
         with self.lock:
             webhook = {
@@ -1372,7 +1376,11 @@ def create_app(
 
     @app.post("/_sandbox/orders", include_in_schema=False)
     async def seed_order(request: Request) -> Response:
-        return answer(sim.seed_order(await body_of(request)), 201)
+        order = sim.seed_order(await body_of(request))
+        if order.get("IsSubmitted"):
+            params = {"direction": "Incoming", "orderID": order["ID"]}
+            sim.notify_webhooks("POST", SUBMIT_ROUTE, params, None, order, None)
+        return answer(order, 201)
 
     @app.post("/_sandbox/orders/{order_id}/totals", include_in_schema=False)
     async def change_totals(request: Request, order_id: str) -> Response:
