@@ -6,7 +6,8 @@ the ``stripe_default`` and ``ordercloud_default`` connections and the inbox live
 ``stripe_sitecore_state`` database, all read when a delivery arrives. No Airflow login there:
 the signatures authenticate.
 
-UI views (docs/ui.md): ``/stripe-sitecore/ui/reports`` and ``/stripe-sitecore/ui/dead-letters``,
+UI views (docs/ui.md): ``/stripe-sitecore/ui/start`` (the walkthrough, docs/demo.md),
+``/stripe-sitecore/ui/reports`` and ``/stripe-sitecore/ui/dead-letters``,
 and the mapping studio ``/stripe-sitecore/ui/studio`` (docs/studio.md), in the Airflow UI's
 navigation as external views; they require an Airflow login (the UI's JWT) and the permissions of
 the DAG that owns what they show.
@@ -43,6 +44,13 @@ class StripeSitecorePlugin(AirflowPlugin):
         },
     ]
     external_views = [
+        {
+            "name": "Stripe–Sitecore: start here",
+            "href": f"{UI_URL_PREFIX}/start",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "stripe-sitecore-start",
+        },
         {
             "name": "Stripe–Sitecore reports",
             "href": f"{UI_URL_PREFIX}/reports",

@@ -337,7 +337,99 @@ def _state_store(url: str | None):
     return store
 
 
+# --- the walkthrough's commands (docs/demo.md) ---------------------------------------------------
+
+
+def place_order(ordercloud_url: str, number: int) -> dict:
+    """One order of the demo shop, ``WALK-<number>``, submitted now."""
+    rng = random.Random(number)
+    order = demo_order(number, rng, order_id=f"WALK-{number:04d}")
+    with httpx.Client(timeout=30, headers={"Content-Type": "application/json"}) as http:
+        user = http.post(
+            f"{ordercloud_url}/_sandbox/buyers/{DEFAULT_BUYER}/users",
+            content=dumps_exact(buyer_user(order)),
+        )
+        if user.status_code != 409:
+            user.raise_for_status()
+        response = http.post(f"{ordercloud_url}/_sandbox/orders", content=dumps_exact(order))
+        response.raise_for_status()
+        return response.json()
+
+
+def _payment_intent(stripe_url: str, order_id: str):
+    client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": stripe_url})
+    found = client.v1.payment_intents.search(
+        {"query": f"metadata['sitecore_order_id']:'{order_id}'"}
+    ).data
+    return client, (found[0] if found else None)
+
+
+def pay_order(stripe_url: str, order_id: str, *, decline_first: bool = True) -> list[str]:
+    """Pay the order's PaymentIntent as its shopper: a declined card first, then a good one."""
+    client, pi = _payment_intent(stripe_url, order_id)
+    if pi is None:
+        return [f"{order_id} has no PaymentIntent yet: trigger sitecore_orders_to_stripe"]
+    if pi.status == "succeeded":
+        return [f"{pi.id} is paid already (the demo shopper was quicker)"]
+    said = []
+    for card in [DECLINED, VISA] if decline_first else [VISA]:
+        try:
+            pi = client.v1.payment_intents.confirm(pi.id, {"payment_method": card})
+        except stripe.CardError as exc:
+            said.append(f"{pi.id} with {card}: declined ({exc.code}: {exc.user_message})")
+            continue
+        said.append(f"{pi.id} with {card}: {pi.status}")
+    return said
+
+
+def refund_order(stripe_url: str, order_id: str, amount: str | None) -> str:
+    """Refund part of the order's payment in Stripe (as from the Dashboard); ``amount`` in
+    major units, exact, default a quarter."""
+    from stripe_sitecore.money import from_minor_units, to_minor_units
+
+    client, pi = _payment_intent(stripe_url, order_id)
+    if pi is None or pi.status != "succeeded":
+        return f"{order_id} is not paid yet"
+    minor = to_minor_units(amount, pi.currency) if amount else max(pi.amount // 4, 1)
+    refund = client.v1.refunds.create({"payment_intent": pi.id, "amount": minor})
+    shown = from_minor_units(minor, pi.currency)
+    return f"{refund.id}: {shown} {pi.currency.upper()} of {pi.id} refunded ({refund.status})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in {"order", "pay", "refund"}:
+        return _walkthrough(argv)
+    return _seed_main(argv)
+
+
+def _walkthrough(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.demo_history")
+    parser.add_argument("--stripe-url", default="http://127.0.0.1:12111")
+    parser.add_argument("--ordercloud-url", default="http://127.0.0.1:12112")
+    sub = parser.add_subparsers(dest="command", required=True)
+    order = sub.add_parser("order", help="place one order in the sandbox now")
+    order.add_argument("--number", type=int, default=None)
+    pay = sub.add_parser("pay", help="pay an order's PaymentIntent, a declined card first")
+    pay.add_argument("order_id")
+    refund = sub.add_parser("refund", help="refund part of an order's payment in Stripe")
+    refund.add_argument("order_id")
+    refund.add_argument("--amount", default=None, help="major units, e.g. 5.00 (default 1/4)")
+    args = parser.parse_args(argv)
+    if args.command == "order":
+        number = args.number or int(time.time()) % 10000
+        placed = place_order(args.ordercloud_url, number)
+        print(f"{placed['ID']}  {placed['Total']} {placed['Currency']}  submitted")
+    elif args.command == "pay":
+        print("\n".join(pay_order(args.stripe_url, args.order_id)))
+    else:
+        print(refund_order(args.stripe_url, args.order_id, args.amount))
+    return 0
+
+
+def _seed_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.demo_history", description=__doc__.split("\n")[0]
     )

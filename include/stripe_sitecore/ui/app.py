@@ -1,7 +1,10 @@
 """The UI views as a FastAPI app, mounted by the plugin at ``/stripe-sitecore/ui``.
 
-- ``GET /reports``: the days reported per report, with links to
+- ``GET /reports``: charts of the last days (``stripe_sitecore.ui.charts``: matched against
+  discrepancies per day, money per currency, fraud flags per rule), and the days reported per
+  report, with links to
   ``GET /reports/{report}/{day}.html`` (inline) and ``.csv`` (download).
+- ``GET /start``: the walkthrough ("Start here", docs/demo.md).
 - ``GET /dead-letters?source=&status=&page=``: dead letters, most recently failed first, paged.
 - ``GET /dead-letters/{id}``: one dead letter with its stored record as JSON.
 - ``/studio/...``: the mapping studio (``stripe_sitecore.ui.studio_app``, docs/studio.md).
@@ -27,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stripe_sitecore.ui.auth import Authorizer, airflow_authorizer, airflow_login_url
+from stripe_sitecore.ui.charts import PLANTED_CATEGORIES, dashboard, day_range, planted_found
 from stripe_sitecore.ui.pages import environment
 from stripe_sitecore.ui.reports import REPORT_DAGS, ReportsDirs, list_days, parse_day, report_file
 from stripe_sitecore.ui.studio import StudioSettings
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 StoreProvider = Callable[[], "StateStore"]
 
 DEAD_LETTERS_DAG = "dead_letter_replay"
+# The walkthrough starts with this DAG: who may read it may read the guide.
+START_DAG = "sitecore_orders_to_stripe"
 STATUS_FILTERS = ("open", "resolved", "superseded", "any")
 PAGE_SIZE = 50
 REPORT_TITLES = {"reconciliation": "Reconciliation", "fraud": "Fraud flags"}
@@ -119,6 +125,18 @@ def create_app(
     async def index(request: Request) -> Response:
         return RedirectResponse(f"{base(request)}/reports", status_code=status.HTTP_303_SEE_OTHER)
 
+    # --- start here -------------------------------------------------------------------
+
+    @app.get("/start", response_class=HTMLResponse)
+    async def start(request: Request) -> Response:
+        """The walkthrough (docs/demo.md), with the planted problems the reports found."""
+        await authorize(request, START_DAG)
+        try:
+            found = await read(lambda tx: planted_found(tx.conn))
+        except HTTPException:
+            found = []
+        return page(request, "start.html", planted=PLANTED_CATEGORIES, found=found)
+
     # --- reports ----------------------------------------------------------------------
 
     async def readable_reports(request: Request) -> list[str]:
@@ -153,7 +171,19 @@ def create_app(
                     "days": days,
                 }
             )
-        return page(request, "reports.html", reports=listed)
+        try:
+            charts = await read(lambda tx: dashboard(tx.conn))
+        except HTTPException:  # no state database here: the files are still listed
+            charts = None
+        if charts is not None:
+            # Only what the user may read: each report's DAG decides.
+            if "reconciliation" not in names:
+                charts.update(recon_days=[], currencies=[], recon_chart=None, money_chart=None)
+            if "fraud" not in names:
+                charts.update(rules=[], fraud_chart=None, fraud_days=[])
+            charts["recon_range"] = day_range([d.day for d in charts["recon_days"]])
+            charts["fraud_range"] = day_range(charts["fraud_days"])
+        return page(request, "reports.html", reports=listed, charts=charts)
 
     async def report_path(request: Request, report: str, day: str, fmt: str):
         if report not in REPORT_DAGS:
