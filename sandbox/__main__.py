@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
 
 from sandbox.ordercloud_sim import DEFAULT_BUYER, DEFAULT_CLIENTS, DEFAULT_USERS
 from sandbox.testing import start_sandbox
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep placing orders and paying, refunding, disputing and paying out (see "
         "sandbox/traffic.py)",
+    )
+    parser.add_argument(
+        "--demo-traffic-after",
+        metavar="FILE",
+        default=None,
+        help="demo traffic starts once FILE exists (make run: after the demo history is seeded, "
+        "which moves the clocks to past days)",
     )
     parser.add_argument(
         "--order-every-seconds",
@@ -125,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                 XC_CLIENT_ID,
                 XC_CLIENT_SECRET,
             )
-        if args.demo_traffic:
+
+        def start_traffic() -> None:
             pay_after = args.auto_pay_seconds if args.auto_pay_seconds is not None else 20.0
             sandbox.start_demo_traffic(
                 seed=42 if args.seed is None else args.seed,
@@ -139,11 +148,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.max_orders,
                 pay_after,
             )
-        elif args.auto_pay_seconds is not None:
+
+        gate = Path(args.demo_traffic_after) if args.demo_traffic_after else None
+        if args.demo_traffic and gate is None:
+            start_traffic()
+        elif args.demo_traffic:
+            logger.info("Demo traffic starts once %s exists", gate)
+        if not args.demo_traffic and args.auto_pay_seconds is not None:
             logger.info("Shopper pays PaymentIntents after %ss", args.auto_pay_seconds)
         # A timed wait keeps the main thread responsive to signals.
         while not stop.wait(0.5):
-            pass
+            if args.demo_traffic and gate is not None and gate.exists():
+                gate = None
+                start_traffic()
         logger.info("Stopping")
     return 0
 
