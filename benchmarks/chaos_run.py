@@ -83,6 +83,7 @@ class Simulators:
                 "--erp-port", str(ports["erp"]),
                 "--erp-token", ERP_TOKEN,
                 "--list-lag-seconds", str(list_lag_seconds),
+                "--no-xc",  # an OrderCloud run: no XC port to take
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -401,6 +402,7 @@ def main(
                 "Currency": currency,
                 "Total": Decimal(total),
                 "Subtotal": Decimal(total),
+                "LineItems": line_items(total),
             }
             requests.post(
                 f"{urls['ordercloud']}/_sandbox/orders",
@@ -561,19 +563,81 @@ def faults_injected(urls: dict[str, str]) -> dict[str, int]:
     }
 
 
+def line_items(total: str) -> list[dict[str, Any]]:
+    """Two lines that add up to the order's total exactly: one unit, then two at a quarter each
+    (whole currency units). An invalid total keeps one line, so the order stays as invalid."""
+    amount = Decimal(total)
+    quarter = (amount / 4).to_integral_value(rounding="ROUND_FLOOR")
+    if quarter < 1 or amount.as_tuple().exponent < -3:
+        return [{"ID": "line-1", "ProductID": "GIFT-CARD", "Quantity": 1, "UnitPrice": amount}]
+    return [
+        {
+            "ID": "line-1",
+            "ProductID": "GIFT-CARD",
+            "Quantity": 1,
+            "UnitPrice": amount - 2 * quarter,
+        },
+        {"ID": "line-2", "ProductID": "NOTEBOOK-A5", "Quantity": 2, "UnitPrice": quarter},
+    ]
+
+
+def verify_erp(
+    erp_orders: dict[str, dict], stock: dict[str, dict], orders: dict, ordercloud
+) -> tuple[list[str], Counter]:
+    """Each ERP order's lines are its Sitecore order's lines, and each unit was reserved once:
+    per SKU the stock's reserved units are exactly what the orders hold, and each change after
+    hand-off was applied once."""
+    problems: list[str] = []
+    counts: Counter = Counter()
+    held: Counter = Counter()
+    for order_id, erp_order in erp_orders.items():
+        sitecore_lines = {
+            (line["ID"], line["ProductID"], line["Quantity"])
+            for line in ordercloud.get_worksheet(order_id)["LineItems"]
+        }
+        erp_lines = {
+            (line["line_id"], line["sku"], line["quantity"]) for line in erp_order["lines"]
+        }
+        if erp_lines != sitecore_lines:
+            problems.append(
+                f"{order_id}: ERP lines {sorted(erp_lines)} != {sorted(sitecore_lines)}"
+            )
+        for line in erp_order["lines"]:
+            counts["erp_lines"] += 1
+            held[line["sku"]] += line["reserved"]
+            if line["reserved"] > line["quantity"]:
+                problems.append(f"{order_id}: {line['line_id']} reserved {line['reserved']}")
+        kinds = Counter(m["type"] for m in erp_order["messages"])
+        counts.update({f"erp_{kind}_messages": n for kind, n in kinds.items()})
+        # Each order here has at most one refund: a second message of a kind is a double.
+        if any(n > 1 for n in kinds.values()):
+            problems.append(f"{order_id}: ERP changes applied more than once: {dict(kinds)}")
+        kind = orders.get(order_id, ("?",))[0]
+        if kind == "sitecore_refund" and kinds.get("cancel") != 1:
+            problems.append(
+                f"{order_id}: fully refunded after hand-off, ERP messages {dict(kinds)}"
+            )
+        if kind in ("pay", "decline_then_pay", "dispute") and any(
+            line["reserved"] != line["quantity"] for line in erp_order["lines"]
+        ):
+            problems.append(f"{order_id}: lines not all reserved: {erp_order['lines']}")
+    for sku, entry in stock.items():
+        if entry["reserved"] != held[sku]:
+            problems.append(f"stock {sku}: {entry['reserved']} reserved, orders hold {held[sku]}")
+    return problems, counts
+
+
 def verify(urls, sdk, orders, bad, state_url, pis) -> dict[str, Any]:
     """Counts on all three sides and in the state DB; `problems` lists every broken promise."""
     from stripe_sitecore.store import StateStore
 
     gateway, ordercloud, _ = clients(urls)
-    problems: list[str] = []
-    counts: Counter = Counter()
     erp_orders = {
         o["order_id"]: o
-        for o in requests.get(
-            f"{urls['erp']}/orders", headers={"Authorization": f"Bearer {ERP_TOKEN}"}, timeout=30
-        ).json()["orders"]
+        for o in requests.get(f"{urls['erp']}/_sandbox/erp/v1/orders", timeout=30).json()["orders"]
     }
+    stock = requests.get(f"{urls['erp']}/_sandbox/erp/stock", timeout=30).json()["stock"]
+    problems, counts = verify_erp(erp_orders, stock, orders, ordercloud)
     for order_id, (kind, _, total) in orders.items():
         found = pis.get(order_id, [])
         if len(found) != 1:

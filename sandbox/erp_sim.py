@@ -599,6 +599,11 @@ def create_app(
     for route in MESSAGE_KINDS:
         add_message_route(route)
 
+    @app.get("/_sandbox/erp/v1/orders", include_in_schema=False)
+    async def v1_orders() -> Response:
+        # Every erp.v1 order as the ERP holds it now, for checks across the whole run.
+        return ExactJSONResponse({"orders": [sim.order_state(i) for i in sim.v1_order_ids()]})
+
     @app.get("/_sandbox/erp/stock", include_in_schema=False)
     async def get_stock() -> Response:
         return ExactJSONResponse(sim.stock())

@@ -31,13 +31,19 @@ def test_nothing_is_lost_or_doubled_under_faults_duplicates_lag_and_killed_tasks
     assert report["airflow_creates_before_kill"] >= 2
     assert report["airflow_tries"] >= 2
     assert sum(report["faults_injected"].values()) >= 50
-    # 24 orders, six kinds: 4 canceled before payment, 20 paid; 8 refunds (4 each way).
+    # 24 orders, six kinds: 4 canceled before payment, 20 paid; 8 refunds (4 each way). The ERP's
+    # stock holds exactly what its orders reserved (a `problems` entry otherwise).
     assert report["counts"] == {
         "payment_intents": 24,
         "refunds": 8,
         "payments": 20,
         "transactions": 28,
         "erp_orders": 20,
+        # Two lines per order, equal to the Sitecore order's (checked order by order); each of
+        # the 8 refunds after hand-off one return, and each full refund one cancel.
+        "erp_lines": 40,
+        "erp_return_messages": 8,
+        "erp_cancel_messages": 4,
     }
     assert report["dead_letters"] == report["invalid_orders"] == 1
     # The day's reconciliation: 20 charges and 8 refunds matched, 4 cancels, the 4 disputes as
