@@ -42,7 +42,7 @@ EVERY_FIFTEEN_MINUTES = "*/15 * * * *"
     # Each run compares against the digests the previous one stored: runs must not overlap.
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["stripe", "ordercloud", "customers"],
+    tags=["stripe", "sitecore", "customers"],
     doc_md=__doc__,
     # Three intervals: a run still going then holds up the ones after it.
     dagrun_timeout=timedelta(minutes=45),

@@ -42,7 +42,7 @@ from stripe_sitecore.pools import SITECORE_API
     catchup=False,
     max_active_runs=3,
     default_args=DEFAULT_ARGS,
-    tags=["stripe", "ordercloud", "fraud", "reports"],
+    tags=["stripe", "sitecore", "fraud", "reports"],
     doc_md=__doc__,
     dagrun_timeout=DAILY_RUN_LIMIT,
     on_failure_callback=alert_run_overdue,

@@ -3,15 +3,20 @@
 
 Every 5 minutes, drains the ERP outbox that `stripe_events_to_sitecore` fills when an order is
 paid (the outbox row is written in the same state-database transaction as the ledger's move to
-"paid"). For each message it reads the order from OrderCloud, maps it with
-`include/mappings/ordercloud_order_to_erp.yaml`, validates the batch, and posts it to the ERP with
-an `Idempotency-Key` per order, so a retry never fulfils an order twice.
+"paid"). For each message it reads the complete order (line items, addresses, totals) from the
+Sitecore backend and the payment (fee and net) from Stripe, maps it with the backend's
+`*_order_to_erp.yaml` to the `erp.v1` contract (docs/erp.md), validates it, and posts it to the
+ERP with an `Idempotency-Key` per order, so a retry never reserves or fulfils twice. The ERP's
+answer (reserved, backordered, rejected per line) is written back onto the order; a backorder
+or rejection alerts and is a dead letter. Refunds, cancels and lost disputes after hand-off go
+as one return, cancel or release message each.
 
 A delivery that fails is retried (the task's retries, with exponential backoff, and the next
 runs); after 8 attempts the message becomes a dead letter with the last error. Orders that do not
 map are dead letters at once.
 
-Connections: `erp_default`, `ordercloud_default`, `stripe_sitecore_state` (optional).
+Connections: `erp_default`, `stripe_default`, `ordercloud_default` or `sitecore_xc_default`,
+`stripe_sitecore_state` (optional).
 """
 
 from airflow.sdk import CronDataIntervalTimetable, dag, task
@@ -33,7 +38,7 @@ from stripe_sitecore.pools import ERP_API
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["erp", "ordercloud", "order-to-cash"],
+    tags=["erp", "sitecore", "order-to-cash"],
     doc_md=__doc__,
     dagrun_timeout=FIVE_MINUTE_RUN_LIMIT,
     on_failure_callback=alert_run_overdue,

@@ -6,7 +6,8 @@ timezone, UTC unless set), reads from the list endpoints, never only from events
 
 - Stripe: charges, refunds, disputes, balance transactions (fees, net) and payouts created in the
   day, plus the balance transactions each paid payout settled;
-- OrderCloud: orders submitted, updated or canceled in the day, with their payments;
+- Sitecore (the deployment's backend, OrderCloud or XC): orders submitted, updated or canceled
+  in the day, with their payments;
 - the state database: order ⇄ PaymentIntent links, ledger state, ERP outbox.
 
 It matches them by order id (PaymentIntent `metadata.sitecore_order_id`, else our link) and
@@ -49,7 +50,7 @@ from stripe_sitecore.pools import SITECORE_API, STRIPE_API
     # Days are independent (every row is keyed by day): a backfill may run a few at once.
     max_active_runs=3,
     default_args=DEFAULT_ARGS,
-    tags=["stripe", "ordercloud", "reconciliation", "reports"],
+    tags=["stripe", "sitecore", "reconciliation", "reports"],
     doc_md=__doc__,
     dagrun_timeout=DAILY_RUN_LIMIT,
     on_failure_callback=alert_run_overdue,

@@ -1,19 +1,23 @@
 """
 ### Sitecore orders → Stripe PaymentIntents
 
-Every 5 minutes, reads the OrderCloud orders whose `LastUpdated` falls in the run's data interval
-(re-reading 10 minutes before it, because OrderCloud's order list trails writes) and, for each
-submitted order not yet linked:
+Every 5 minutes, reads the Sitecore orders changed in the run's data interval (OrderCloud's
+`LastUpdated`, XC's `DateUpdated`; re-reading 10 minutes before it, because both order searches
+trail writes) from the backend the Variable `stripe_sitecore_backend` selects (`ordercloud`, the
+default, or `xc`) and, for each submitted, approved order not yet linked:
 
 1. creates a Stripe PaymentIntent for the exact total in the currency's minor units, with the
    order id in `metadata.sitecore_order_id` and a deterministic idempotency key;
 2. links order and PaymentIntent in the state database;
-3. writes `xp.PaymentStatus = AwaitingPayment` and `xp.StripePaymentIntentID` back to the order.
+3. writes the awaiting-payment state and the PaymentIntent id back to the order (OrderCloud:
+   `xp.PaymentStatus`, `xp.StripePaymentIntentID`; XC: its status and payment component), as the
+   backend's `*_payment_state.yaml` mapping shapes it.
 
 Orders whose amount Stripe cannot take exactly go to the dead-letter table with the reason.
 Reruns and backfills of any interval are safe: nothing is created twice.
 
-Connections: `ordercloud_default`, `stripe_default`, `stripe_sitecore_state` (optional).
+Connections: `ordercloud_default` or `sitecore_xc_default`, `stripe_default`,
+`stripe_sitecore_state` (optional).
 """
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
@@ -35,7 +39,7 @@ from stripe_sitecore.pools import STRIPE_API
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["stripe", "ordercloud", "order-to-cash"],
+    tags=["stripe", "sitecore", "order-to-cash"],
     doc_md=__doc__,
     dagrun_timeout=FIVE_MINUTE_RUN_LIMIT,
     on_failure_callback=alert_run_overdue,

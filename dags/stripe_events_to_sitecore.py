@@ -6,14 +6,16 @@ before it, since Stripe lists trail `created`) of the types
 `payment_intent.succeeded|payment_failed|requires_action|canceled`, skips events already
 processed, re-reads the current PaymentIntent, and moves the order forward only:
 
-- succeeded → OrderCloud payment (ID = PaymentIntent id, accepted) with a transaction
-  (ID = charge id), `xp.PaymentStatus = Paid`, and an ERP outbox message written in the same
-  state-database transaction as the ledger update;
-- payment failed / requires action / canceled → the matching `xp.PaymentStatus`, with Stripe's
+- succeeded, by the order's own PaymentIntent for exactly its total → the Sitecore payment
+  (OrderCloud: a payment with a transaction per charge and `xp.PaymentStatus = Paid`; XC: a
+  federated payment and the paid status), and an ERP outbox message written in the same
+  state-database transaction as the ledger update; any other PaymentIntent naming the order is
+  a dead letter for a person and moves nothing;
+- payment failed / requires action / canceled → the matching payment state, with Stripe's
   failure reason.
 
 Duplicate and out-of-order events change nothing. Connections: `stripe_default`,
-`ordercloud_default`, `stripe_sitecore_state` (optional).
+`ordercloud_default` or `sitecore_xc_default`, `stripe_sitecore_state` (optional).
 """
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
@@ -35,7 +37,7 @@ from stripe_sitecore.pools import STRIPE_API
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    tags=["stripe", "ordercloud", "order-to-cash"],
+    tags=["stripe", "sitecore", "order-to-cash"],
     doc_md=__doc__,
     dagrun_timeout=FIVE_MINUTE_RUN_LIMIT,
     on_failure_callback=alert_run_overdue,
