@@ -30,6 +30,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,6 +69,8 @@ TOKEN_REFRESH_MARGIN_SECONDS = 60
 # The token endpoint's own transient failures; anything else from it means the credentials.
 RETRYABLE_TOKEN_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_PAGE_SIZE = 100
+# Orders re-read at once after a search (within the session's connection pool).
+REREAD_WORKERS = 8
 
 ORDER_TYPE = "Sitecore.Commerce.Plugin.Orders.Order, Sitecore.Commerce.Plugin.Orders"
 CUSTOMER_TYPE = "Sitecore.Commerce.Plugin.Customers.Customer, Sitecore.Commerce.Plugin.Customers"
@@ -826,12 +829,21 @@ class XCClient:
         self, since: datetime, until: datetime, *, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[dict[str, Any]]:
         """The orders changed in ``[since, until)``, each re-read as it is now (the index only
-        says which changed); one deleted since it was indexed is left out."""
-        for order_id in self.changed_order_ids(since, until, page_size=page_size):
+        says which changed); one deleted since it was indexed is left out. The re-reads run
+        ``REREAD_WORKERS`` at a time (one at a time, a window's retries and Retry-After waits
+        add up), and come in the index's order."""
+
+        def reread(order_id: str) -> dict[str, Any] | None:
             try:
-                yield self.get_order(order_id)
+                return self.get_order(order_id)
             except XCNotFound:
-                continue
+                return None
+
+        order_ids = self.changed_order_ids(since, until, page_size=page_size)
+        with ThreadPoolExecutor(REREAD_WORKERS, thread_name_prefix="xc-reread") as pool:
+            for order in pool.map(reread, order_ids):
+                if order is not None:
+                    yield order
 
     def set_order_status(self, order_id: str, status: str) -> dict[str, Any]:
         """``SetOrderStatus()``: any status, custom ones too (``WaitingForPayment``, ``Paid``).
