@@ -22,6 +22,8 @@ ORDERCLOUD_PORT="${SANDBOX_ORDERCLOUD_PORT:-12112}"
 ERP_PORT="${SANDBOX_ERP_PORT:-12113}"
 # The Stripe simulator signs its webhooks with this (fake) secret; the receiver checks them.
 SANDBOX_WEBHOOK_SECRET="whsec_sandbox_fake_not_a_real_secret"
+# The OrderCloud simulator signs its webhooks (order submits) with this (fake) hash key.
+SANDBOX_OC_HASH_KEY="oc-sandbox-hash-key-not-a-real-secret"
 
 # Connections point at the sandbox unless the caller already set them (e.g. real Stripe test mode).
 # The keys below are the sandbox's obviously fake ones.
@@ -34,7 +36,7 @@ fi
 if [ -z "${AIRFLOW_CONN_ORDERCLOUD_DEFAULT:-}" ]; then
   AIRFLOW_CONN_ORDERCLOUD_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ORDERCLOUD_PORT")\",
     \"login\": \"sandbox-client\", \"password\": \"sandbox-secret-not-real\",
-    \"extra\": {\"buyer_id\": \"sandbox-buyer\"}}"
+    \"extra\": {\"buyer_id\": \"sandbox-buyer\", \"webhook_hash_key\": \"$SANDBOX_OC_HASH_KEY\"}}"
 fi
 if [ -z "${AIRFLOW_CONN_ERP_DEFAULT:-}" ]; then
   AIRFLOW_CONN_ERP_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$ERP_PORT")\",
@@ -42,7 +44,12 @@ if [ -z "${AIRFLOW_CONN_ERP_DEFAULT:-}" ]; then
 fi
 export AIRFLOW_CONN_STRIPE_DEFAULT AIRFLOW_CONN_ORDERCLOUD_DEFAULT AIRFLOW_CONN_ERP_DEFAULT
 
-mkdir -p "$AIRFLOW_HOME/logs"
+mkdir -p "$AIRFLOW_HOME/logs" "$AIRFLOW_HOME/config"
+# The scheduler imports the tasks' heavy modules once; each forked task inherits them (seconds off
+# every fast-path run, docs/realtime.md). A local-settings file of your own is left alone.
+[ -e "$AIRFLOW_HOME/config/airflow_local_settings.py" ] || printf '%s\n' \
+  "from stripe_sitecore.realtime.preload import preload_for_task_forks" "" \
+  "preload_for_task_forks()" >"$AIRFLOW_HOME/config/airflow_local_settings.py"
 pids=()
 cleanup() {
   # Ignore a closed terminal or pipe: a failed echo must not stop the cleanup half way.
@@ -95,6 +102,15 @@ if [[ "$AIRFLOW_CONN_STRIPE_DEFAULT" == *"$SANDBOX_WEBHOOK_SECRET"* ]]; then
     -d "{\"url\": \"http://127.0.0.1:$AIRFLOW__API__PORT/stripe-sitecore/webhooks/stripe\",
          \"secret\": \"$SANDBOX_WEBHOOK_SECRET\"}" >/dev/null || echo "(no webhook endpoint registered)"
 fi
+if [[ "$AIRFLOW_CONN_ORDERCLOUD_DEFAULT" == *"$SANDBOX_OC_HASH_KEY"* ]]; then
+  # OrderCloud announces order submits: realtime_order_to_cash links their PaymentIntents at once.
+  curl -fsS -X POST "$(sandbox_url "$ORDERCLOUD_PORT")/_sandbox/ordercloud/webhooks" \
+    -H 'Content-Type: application/json' \
+    -d "{\"url\": \"http://127.0.0.1:$AIRFLOW__API__PORT/stripe-sitecore/webhooks/ordercloud\",
+         \"hash_key\": \"$SANDBOX_OC_HASH_KEY\",
+         \"routes\": [{\"Verb\": \"POST\", \"Route\": \"v1/orders/{direction}/{orderID}/submit\"}]}" \
+    >/dev/null || echo "(no OrderCloud webhook registered)"
+fi
 cat <<MSG
 
   Airflow UI:  http://localhost:$AIRFLOW__API__PORT
@@ -104,7 +120,10 @@ cat <<MSG
                ERP http://$SANDBOX_HOST:$ERP_PORT (logs in $AIRFLOW_HOME/logs/)
   Webhooks:    the Stripe simulator posts its events to
                http://localhost:$AIRFLOW__API__PORT/stripe-sitecore/webhooks/stripe
-  DAGs run every 5 minutes; trigger them from the UI to see the seeded orders paid sooner.
+  Real time:   a new order gets its PaymentIntent, and a payment marks it Paid and sends it to the
+               ERP, seconds after the webhook arrives (DAG realtime_order_to_cash; measured on 2
+               cores: docs/realtime.md). The 5-minute DAGs stay the safety net; trigger them from
+               the UI to see the seeded orders paid sooner.
   Ctrl-C stops everything.
 
 MSG
