@@ -43,6 +43,17 @@ if [ -z "${AIRFLOW_CONN_ERP_DEFAULT:-}" ]; then
     \"password\": \"erp-sandbox-token-not-real\"}"
 fi
 export AIRFLOW_CONN_STRIPE_DEFAULT AIRFLOW_CONN_ORDERCLOUD_DEFAULT AIRFLOW_CONN_ERP_DEFAULT
+# SANDBOX_BACKEND=xc make run: the demo against Sitecore XC (docs/xc.md). The sandbox always runs
+# the XC simulator; this sets the Variable stripe_sitecore_backend and sitecore_xc_default.
+XC_PORT="${SANDBOX_XC_PORT:-12114}"
+if [ "${SANDBOX_BACKEND:-ordercloud}" = xc ]; then
+  export AIRFLOW_VAR_STRIPE_SITECORE_BACKEND=xc
+  if [ -z "${AIRFLOW_CONN_SITECORE_XC_DEFAULT:-}" ]; then
+    AIRFLOW_CONN_SITECORE_XC_DEFAULT="{\"conn_type\": \"http\", \"host\": \"$(sandbox_url "$XC_PORT")\",
+      \"login\": \"sitecore\\\\admin\", \"password\": \"sandbox-xc-admin-password-not-real\"}"
+  fi
+  export AIRFLOW_CONN_SITECORE_XC_DEFAULT
+fi
 
 mkdir -p "$AIRFLOW_HOME/logs" "$AIRFLOW_HOME/config"
 # The scheduler imports the tasks' heavy modules once; each forked task inherits them (seconds off
@@ -77,8 +88,12 @@ airflow pools import "$AIRFLOW_HOME/pools.json" >"$AIRFLOW_HOME/logs/pools.log" 
   tail -n 40 "$AIRFLOW_HOME/logs/pools.log"; exit 1; }
 
 echo "==> starting the sandbox: Stripe :$STRIPE_PORT, OrderCloud :$ORDERCLOUD_PORT, ERP :$ERP_PORT"
+# Demo traffic waits for the demo history below (which moves the simulators' clocks to past days).
+traffic_gate="$AIRFLOW_HOME/demo-history.done"
+rm -f "$traffic_gate"
 setsid python -m sandbox --host "$SANDBOX_HOST" --stripe-port "$STRIPE_PORT" \
-  --ordercloud-port "$ORDERCLOUD_PORT" --erp-port "$ERP_PORT" --demo-traffic \
+  --ordercloud-port "$ORDERCLOUD_PORT" --erp-port "$ERP_PORT" --xc-port "$XC_PORT" --demo-traffic \
+  --demo-traffic-after "$traffic_gate" \
   >"$AIRFLOW_HOME/logs/sandbox.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do
@@ -86,6 +101,26 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 python -m sandbox.seed --ordercloud-url "http://$SANDBOX_HOST:$ORDERCLOUD_PORT" --count 5
+if [ "${AIRFLOW_VAR_STRIPE_SITECORE_BACKEND:-}" = xc ]; then
+  echo "==> seeding 5 XC orders awaiting payment (XC simulator :$XC_PORT)"
+  for i in 1 2 3 4 5; do
+    curl -fsS -X POST "$(sandbox_url "$XC_PORT")/_sandbox/orders" -H 'Content-Type: application/json' \
+      -d "{\"Currency\": \"USD\", \"Status\": \"WaitingForPayment\",
+           \"Lines\": [{\"ItemId\": \"Habitat_Master|MUG-CLASSIC|MUG-CLASSIC\", \"Quantity\": $i,
+                       \"UnitListPrice\": 12.50}], \"Customer\": {\"Email\": \"xc-shopper-$i@example.com\"}}" \
+      >/dev/null
+  done
+fi
+if [[ "$AIRFLOW_CONN_STRIPE_DEFAULT" == *"$SANDBOX_WEBHOOK_SECRET"* ]]; then
+  # Three past days through the flows, with planted problems, and both daily reports on each
+  # (docs/demo.md), so the reports and dead letters have content from the first minute.
+  echo "==> seeding the demo history (sandbox/demo_history.py) and reporting on its days"
+  python -m sandbox.demo_history --stripe-url "$(sandbox_url "$STRIPE_PORT")" \
+    --ordercloud-url "$(sandbox_url "$ORDERCLOUD_PORT")" --erp-url "$(sandbox_url "$ERP_PORT")" \
+    --run-reports "$AIRFLOW__CORE__DAGS_FOLDER" 2>"$AIRFLOW_HOME/logs/demo-history.log" \
+    || echo "(demo history incomplete: see $AIRFLOW_HOME/logs/demo-history.log)"
+fi
+touch "$traffic_gate"
 
 echo "==> starting airflow standalone (UI on http://localhost:$AIRFLOW__API__PORT)"
 setsid airflow standalone >"$AIRFLOW_HOME/logs/standalone.log" 2>&1 &
