@@ -51,6 +51,7 @@ ERP_TOKEN = "erp-sandbox-token-not-real"
 
 VISA = "pm_card_visa"
 DECLINED = "pm_card_chargeDeclined"
+CARDS = (VISA, "pm_card_mastercard", "pm_card_authenticationRequired")
 CURRENCIES = ("USD", "EUR", "GBP", "JPY", "KWD")
 
 
@@ -266,7 +267,9 @@ def _seed_day(s: _Seeder, history: History, number: int, day: date, *, last: boo
     for n, order_id in enumerate(ids):
         if order_id == lost:
             continue
-        s.pay(paid[order_id], [DECLINED, VISA] if n == 2 else [VISA], at(16.1 + 0.1 * n))
+        # Three cards in turn: no card pays three orders within the hour (the velocity rule).
+        card = CARDS[n % len(CARDS)]
+        s.pay(paid[order_id], [DECLINED, card] if n == 2 else [card], at(16.1 + 0.1 * n))
     s.apply_events(midnight, at(17))
     s.drain_erp(at(17.5))
 
@@ -337,6 +340,35 @@ def _state_store(url: str | None):
     return store
 
 
+# --- the daily reports on those days ----------------------------------------------------------
+
+REPORT_DAG_IDS = ("reconciliation_daily", "fraud_report_daily")
+
+
+def report_logical_date(day: date) -> datetime:
+    """A daily run's logical date under ``dag.test`` is its interval's end: 02:00 the next day
+    reports ``day`` (tests/harness/airflow.py ``run_dag``)."""
+    return datetime(day.year, day.month, day.day, 2, tzinfo=UTC) + timedelta(days=1)
+
+
+def run_report_dags(days: list[date], dags_folder: str) -> list[tuple[str, date, str]]:
+    """Both report DAGs for each day with ``dag.test()`` in this process (as ``airflow dags
+    test`` does, without an interpreter and a DAG parse per run); returns the runs' states."""
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    bag = BundleDagBag(dags_folder, bundle_path=Path(dags_folder), bundle_name="dags-folder")
+    states = []
+    for day in days:
+        for dag_id in REPORT_DAG_IDS:
+            run = bag.dags[dag_id].test(
+                logical_date=report_logical_date(day), run_conf={"day": day.isoformat()}
+            )
+            states.append((dag_id, day, str(getattr(run.state, "value", run.state))))
+    return states
+
+
 # --- the walkthrough's commands (docs/demo.md) ---------------------------------------------------
 
 
@@ -356,17 +388,26 @@ def place_order(ordercloud_url: str, number: int) -> dict:
         return response.json()
 
 
-def _payment_intent(stripe_url: str, order_id: str):
+def _payment_intent(stripe_url: str, ordercloud_url: str, order_id: str):
+    """The PaymentIntent the integration wrote on the order (``xp.StripePaymentIntentID``)."""
+    from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
+
     client = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": stripe_url})
-    found = client.v1.payment_intents.search(
-        {"query": f"metadata['sitecore_order_id']:'{order_id}'"}
-    ).data
-    return client, (found[0] if found else None)
+    settings = OrderCloudSettings(
+        base_url=ordercloud_url,
+        client_id=ORDERCLOUD_CLIENT_ID,
+        client_secret=ORDERCLOUD_CLIENT_SECRET,
+    )
+    order = OrderCloudClient(settings).get_order(order_id)
+    pi_id = (order.get("xp") or {}).get("StripePaymentIntentID")
+    return client, (client.v1.payment_intents.retrieve(pi_id) if pi_id else None)
 
 
-def pay_order(stripe_url: str, order_id: str, *, decline_first: bool = True) -> list[str]:
+def pay_order(
+    stripe_url: str, ordercloud_url: str, order_id: str, *, decline_first: bool = True
+) -> list[str]:
     """Pay the order's PaymentIntent as its shopper: a declined card first, then a good one."""
-    client, pi = _payment_intent(stripe_url, order_id)
+    client, pi = _payment_intent(stripe_url, ordercloud_url, order_id)
     if pi is None:
         return [f"{order_id} has no PaymentIntent yet: trigger sitecore_orders_to_stripe"]
     if pi.status == "succeeded":
@@ -382,12 +423,12 @@ def pay_order(stripe_url: str, order_id: str, *, decline_first: bool = True) -> 
     return said
 
 
-def refund_order(stripe_url: str, order_id: str, amount: str | None) -> str:
+def refund_order(stripe_url: str, ordercloud_url: str, order_id: str, amount: str | None) -> str:
     """Refund part of the order's payment in Stripe (as from the Dashboard); ``amount`` in
     major units, exact, default a quarter."""
     from stripe_sitecore.money import from_minor_units, to_minor_units
 
-    client, pi = _payment_intent(stripe_url, order_id)
+    client, pi = _payment_intent(stripe_url, ordercloud_url, order_id)
     if pi is None or pi.status != "succeeded":
         return f"{order_id} is not paid yet"
     minor = to_minor_units(amount, pi.currency) if amount else max(pi.amount // 4, 1)
@@ -423,9 +464,9 @@ def _walkthrough(argv: list[str]) -> int:
         placed = place_order(args.ordercloud_url, number)
         print(f"{placed['ID']}  {placed['Total']} {placed['Currency']}  submitted")
     elif args.command == "pay":
-        print("\n".join(pay_order(args.stripe_url, args.order_id)))
+        print("\n".join(pay_order(args.stripe_url, args.ordercloud_url, args.order_id)))
     else:
-        print(refund_order(args.stripe_url, args.order_id, args.amount))
+        print(refund_order(args.stripe_url, args.ordercloud_url, args.order_id, args.amount))
     return 0
 
 
@@ -438,6 +479,12 @@ def _seed_main(argv: list[str]) -> int:
     parser.add_argument("--erp-url", default="http://127.0.0.1:12113")
     parser.add_argument("--state-url", default=None, help="SQLAlchemy URL of the state database")
     parser.add_argument("--days", type=int, default=3)
+    parser.add_argument(
+        "--run-reports",
+        metavar="DAGS_FOLDER",
+        default=None,
+        help="then run reconciliation_daily and fraud_report_daily for each day (dag.test)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     store = _state_store(args.state_url)
@@ -453,6 +500,14 @@ def _seed_main(argv: list[str]) -> int:
     )
     for p in history.planted:
         print(f"  {p.day}  {p.order_id:<16} {p.problem} ({p.shows_as})")
+    if args.run_reports:
+        started = time.monotonic()
+        states = run_report_dags(history.days, args.run_reports)
+        for dag_id, day, state in states:
+            print(f"  {dag_id} {day}: {state}")
+        print(f"reported on {len(history.days)} days in {time.monotonic() - started:.1f} s")
+        if any(state != "success" for _, _, state in states):
+            return 1
     return 0
 
 
