@@ -117,8 +117,9 @@ if [[ "$AIRFLOW_CONN_STRIPE_DEFAULT" == *"$SANDBOX_WEBHOOK_SECRET"* ]]; then
   echo "==> seeding the demo history (sandbox/demo_history.py) and reporting on its days"
   python -m sandbox.demo_history --stripe-url "$(sandbox_url "$STRIPE_PORT")" \
     --ordercloud-url "$(sandbox_url "$ORDERCLOUD_PORT")" --erp-url "$(sandbox_url "$ERP_PORT")" \
-    --run-reports "$AIRFLOW__CORE__DAGS_FOLDER" 2>"$AIRFLOW_HOME/logs/demo-history.log" \
+    --run-reports "$AIRFLOW__CORE__DAGS_FOLDER" >"$AIRFLOW_HOME/logs/demo-history.log" 2>&1 \
     || echo "(demo history incomplete: see $AIRFLOW_HOME/logs/demo-history.log)"
+  grep -E '^(seeded|reported|  [0-9a-z])' "$AIRFLOW_HOME/logs/demo-history.log" || true
 fi
 touch "$traffic_gate"
 
