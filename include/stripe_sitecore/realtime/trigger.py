@@ -91,8 +91,6 @@ class InboxTrigger(BaseEventTrigger):
             await asyncio.sleep(delay)
 
     async def _open_store(self):
-        from stripe_sitecore.store.state import StateStore
-
         url = self.state_url
         if url is None:
             from stripe_sitecore.hooks.state import StateStoreHook
@@ -104,7 +102,14 @@ class InboxTrigger(BaseEventTrigger):
                 url = await asyncio.to_thread(StateStoreHook(self.state_conn_id).sqlalchemy_url)
             else:
                 url = await sync_to_async(StateStoreHook(self.state_conn_id).sqlalchemy_url)()
-        return StateStore.from_url(url)
+        # Importing SQLAlchemy and the store takes a moment: not on the triggerer's event loop.
+        return await asyncio.to_thread(_store, url)
+
+
+def _store(url: str):
+    from stripe_sitecore.store.state import StateStore
+
+    return StateStore.from_url(url)
 
 
 def _check(store, watch) -> dict[str, Any] | None:
