@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from sandbox.demo_history import CURRENCIES, seed_history
+from sandbox.erp_sim import DEFAULT_STOCK
 from stripe_sitecore.store import StateStore
 from stripe_sitecore.store import reports as repo
 from tests.harness.airflow import run_dag
@@ -67,6 +68,10 @@ def test_the_history_is_believable_and_left_the_live_clock(seeded):
     # The ERP got every paid order in full (history had stock), and stock is as configured again.
     with store.begin() as tx:
         assert [d["rule"] for d in tx.open_dead_letters()] == ["money.exact_minor_units"]
+    stock = httpx.get(f"{sandbox.erp_url}/_sandbox/erp/stock").json()["stock"]
+    for sku, (on_hand, discontinued) in DEFAULT_STOCK.items():
+        assert (stock[sku]["available"], stock[sku]["discontinued"]) == (on_hand, discontinued)
+    assert sum(entry["reserved"] for entry in stock.values()) > 0  # the history's orders
 
 
 def test_every_planted_problem_is_in_the_reports(reported):
