@@ -127,8 +127,8 @@ def test_cli_serves_until_sigint():
     ports = [_free_port() for _ in range(3)]
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox", "--stripe-port", str(ports[0]),
-         "--ordercloud-port", str(ports[1]), "--erp-port", str(ports[2]), "--no-xc", "--demo-traffic",
-         "--order-every-seconds", "0.2", "--max-orders", "2"],
+         "--ordercloud-port", str(ports[1]), "--erp-port", str(ports[2]), "--no-xc",
+         "--demo-traffic", "--order-every-seconds", "0.2", "--max-orders", "2"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
