@@ -88,8 +88,12 @@ airflow pools import "$AIRFLOW_HOME/pools.json" >"$AIRFLOW_HOME/logs/pools.log" 
   tail -n 40 "$AIRFLOW_HOME/logs/pools.log"; exit 1; }
 
 echo "==> starting the sandbox: Stripe :$STRIPE_PORT, OrderCloud :$ORDERCLOUD_PORT, ERP :$ERP_PORT"
+# Demo traffic waits for the demo history below (which moves the simulators' clocks to past days).
+traffic_gate="$AIRFLOW_HOME/demo-history.done"
+rm -f "$traffic_gate"
 setsid python -m sandbox --host "$SANDBOX_HOST" --stripe-port "$STRIPE_PORT" \
   --ordercloud-port "$ORDERCLOUD_PORT" --erp-port "$ERP_PORT" --xc-port "$XC_PORT" --demo-traffic \
+  --demo-traffic-after "$traffic_gate" \
   >"$AIRFLOW_HOME/logs/sandbox.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 50); do
@@ -107,6 +111,17 @@ if [ "${AIRFLOW_VAR_STRIPE_SITECORE_BACKEND:-}" = xc ]; then
       >/dev/null
   done
 fi
+if [[ "$AIRFLOW_CONN_STRIPE_DEFAULT" == *"$SANDBOX_WEBHOOK_SECRET"* ]]; then
+  # Three past days through the flows, with planted problems, and both daily reports on each
+  # (docs/demo.md), so the reports and dead letters have content from the first minute.
+  echo "==> seeding the demo history (sandbox/demo_history.py) and reporting on its days"
+  python -m sandbox.demo_history --stripe-url "$(sandbox_url "$STRIPE_PORT")" \
+    --ordercloud-url "$(sandbox_url "$ORDERCLOUD_PORT")" --erp-url "$(sandbox_url "$ERP_PORT")" \
+    --run-reports "$AIRFLOW__CORE__DAGS_FOLDER" >"$AIRFLOW_HOME/logs/demo-history.log" 2>&1 \
+    || echo "(demo history incomplete: see $AIRFLOW_HOME/logs/demo-history.log)"
+  grep -E '^(seeded|reported|  [0-9a-z])' "$AIRFLOW_HOME/logs/demo-history.log" || true
+fi
+touch "$traffic_gate"
 
 echo "==> starting airflow standalone (UI on http://localhost:$AIRFLOW__API__PORT)"
 setsid airflow standalone >"$AIRFLOW_HOME/logs/standalone.log" 2>&1 &
