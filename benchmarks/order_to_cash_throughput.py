@@ -2,11 +2,17 @@
 
 Starts the simulators in their own process (so they do not share this process's GIL), seeds N
 orders, then times the three flows the DAGs run: orders -> PaymentIntents, payment events ->
-OrderCloud payments, outbox -> ERP. Payments are made by the Stripe simulator's shopper between
+Sitecore payments, outbox -> ERP. Payments are made by the Stripe simulator's shopper between
 the first two stages. In the same run it measures a floor: the same number of bare HTTP requests
 to the same simulators, made by a minimal client at the same concurrency. Prints JSON.
 
+``--backend xc`` runs the same against the Sitecore XC simulator (orders awaiting payment, the
+search by DateUpdated, federated payments under a hold). Its floor is its own: each service's
+share of the requests as bare reads of that service (Stripe: a PaymentIntent; XC: an order,
+with its token and context headers; the ERP: an order), at the same concurrency.
+
     .venv/bin/python benchmarks/order_to_cash_throughput.py --orders 2000 [--latency-ms 0]
+    .venv/bin/python benchmarks/order_to_cash_throughput.py --backend xc --orders 300
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import requests
 
 from sandbox.common import dumps_exact
 from sandbox.seed import demo_orders
+from sandbox.xc_sim import XC_ADMIN_PASSWORD, XC_ADMIN_USER
 from stripe_sitecore.backends.ordercloud.backend import OrderCloudBackend
 from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCloudSettings
 from stripe_sitecore.clients.erp import ERPClient, ERPSettings
@@ -40,6 +47,9 @@ from stripe_sitecore.flows.payments_to_sitecore import STRIPE_EVENT_OVERLAP, app
 from stripe_sitecore.store import StateStore
 
 STRIPE_KEY = "sk_test_benchmark_fake_000000000000"
+ERP_TOKEN = "erp-benchmark-token"
+# Where each backend's orders are seeded (the simulators' control routes, not counted).
+SERVICES = {"ordercloud": ("stripe", "ordercloud", "erp"), "xc": ("stripe", "xc", "erp")}
 
 
 def free_port() -> int:
@@ -48,19 +58,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_simulators() -> tuple[subprocess.Popen, dict[str, str]]:
-    ports = {name: free_port() for name in ("stripe", "ordercloud", "erp")}
+def start_simulators(backend: str = "ordercloud") -> tuple[subprocess.Popen, dict[str, str]]:
+    ports = {name: free_port() for name in ("stripe", "ordercloud", "erp", "xc")}
     process = subprocess.Popen(
         [
             sys.executable, "-m", "sandbox",
             "--stripe-port", str(ports["stripe"]),
             "--ordercloud-port", str(ports["ordercloud"]),
             "--erp-port", str(ports["erp"]),
+            "--xc-port", str(ports["xc"]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    urls = {name: f"http://127.0.0.1:{ports[name]}" for name in SERVICES[backend]}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -127,8 +138,103 @@ def floor(stripe_url: str, requests_needed: int, concurrency: int) -> float:
     return time.perf_counter() - started
 
 
+def xc_floor(urls: dict[str, str], made: dict[str, int], concurrency: int) -> float:
+    """XC's floor: each service's share of the requests as bare reads of that service, all in
+    one pool at the same concurrency: Stripe a PaymentIntent, XC an order (one token, the
+    context headers, ``$expand`` as the client asks), the ERP an order it holds."""
+    from stripe_sitecore.backends.xc.client import ORDER_EXPAND
+
+    auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+    pi = requests.get(
+        f"{urls['stripe']}/v1/payment_intents", params={"limit": 1}, headers=auth, timeout=30
+    ).json()["data"][0]
+    token = requests.post(
+        f"{urls['xc']}/connect/token",
+        data={"grant_type": "password", "username": XC_ADMIN_USER, "password": XC_ADMIN_PASSWORD,
+              "client_id": "postman-api", "scope": "openid EngineAPI postman_api"},
+        timeout=30,
+    ).json()["access_token"]  # fmt: skip
+    xc_headers = {
+        "Authorization": f"Bearer {token}",
+        "ShopName": "CommerceEngineDefaultStorefront",
+        "ShopperId": "ShopperId",
+        "Language": "en-US",
+        "Currency": "USD",
+        "Environment": "HabitatAuthoring",
+        "GeoLocation": "IpAddress=1.0.0.0",
+    }
+    order_id = pi["metadata"]["sitecore_order_id"]
+    erp_auth = {"Authorization": f"Bearer {ERP_TOKEN}"}
+    targets = {
+        "stripe": (f"{urls['stripe']}/v1/payment_intents/{pi['id']}", auth, None),
+        "xc": (f"{urls['xc']}/api/Orders('{order_id}')", xc_headers, {"$expand": ORDER_EXPAND}),
+        "erp": (f"{urls['erp']}/v1/orders/{order_id}", erp_auth, None),
+    }
+    work = [targets[name] for name, n in made.items() for _ in range(n)]
+    sessions = threading.local()
+
+    def one(target) -> None:
+        if not hasattr(sessions, "session"):
+            sessions.session = requests.Session()
+        url, headers, params = target
+        sessions.session.get(url, headers=headers, params=params, timeout=30).raise_for_status()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, work))
+    return time.perf_counter() - started
+
+
+def seed_xc_orders(xc_url: str, count: int, placed: datetime) -> None:
+    """The demo orders as a pay-after-order XC storefront places them (WaitingForPayment): the
+    same shoppers, currencies, products and quantities as the OrderCloud run (XC prices each
+    line at its unit price: no spec markups, promotions, shipping or tax)."""
+    for order in demo_orders(count, seed=1):
+        lines = [
+            {
+                "ItemId": f"Habitat_Master|{line['ProductID']}|"
+                f"{(line.get('Variant') or {}).get('ID') or line['ProductID']}",
+                "Quantity": line["Quantity"],
+                "UnitListPrice": line["UnitPrice"],
+            }
+            for line in order["LineItems"]
+        ]
+        body = {
+            "Id": f"Entity-Order-{order['ID']}",
+            "Currency": order["Currency"],
+            "Status": "WaitingForPayment",
+            "OrderPlacedDate": placed.isoformat(),
+            "Lines": lines,
+            "Customer": {"Email": order["FromUser"]["Email"]},
+        }
+        requests.post(
+            f"{xc_url}/_sandbox/orders",
+            data=dumps_exact(body),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        ).raise_for_status()
+
+
+def sitecore_backend(backend: str, urls: dict[str, str]):
+    if backend == "xc":
+        from stripe_sitecore.backends.xc.backend import XCBackend
+        from stripe_sitecore.backends.xc.client import XCClient, XCSettings
+
+        return XCBackend(
+            XCClient(
+                XCSettings(base_url=urls["xc"], username=XC_ADMIN_USER, password=XC_ADMIN_PASSWORD)
+            )
+        )
+    return OrderCloudBackend(
+        OrderCloudClient(
+            OrderCloudSettings(urls["ordercloud"], "sandbox-client", "sandbox-secret-not-real")
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=sorted(SERVICES), default="ordercloud")
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--latency-ms", type=int, default=0, help="simulated latency per call")
     parser.add_argument(
@@ -139,7 +245,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    process, urls = start_simulators()
+    process, urls = start_simulators(args.backend)
     workdir = Path(tempfile.mkdtemp(prefix="o2c-bench-"))
     os.environ.setdefault("STRIPE_SITECORE_DATA_DOCS_DIR", str(workdir / "docs"))
     try:
@@ -149,7 +255,9 @@ def main() -> None:
             control(url, "clock", {"now": (start + timedelta(seconds=30)).isoformat()})
             if args.latency_ms:
                 control(url, "faults", [{"route": "*", "latency_ms": args.latency_ms}])
-        for order in demo_orders(args.orders, seed=1):
+        if args.backend == "xc":
+            seed_xc_orders(urls["xc"], args.orders, start + timedelta(seconds=30))
+        for order in demo_orders(args.orders, seed=1) if args.backend == "ordercloud" else ():
             requests.post(
                 f"{urls['ordercloud']}/_sandbox/orders",
                 data=dumps_exact(order),
@@ -164,10 +272,7 @@ def main() -> None:
                 api_key=STRIPE_KEY, api_base=urls["stripe"], requests_per_second=args.stripe_rps
             )
         )
-        ordercloud = OrderCloudClient(
-            OrderCloudSettings(urls["ordercloud"], "sandbox-client", "sandbox-secret-not-real")
-        )
-        erp = ERPClient(ERPSettings(base_url=urls["erp"], token="erp-benchmark-token"))
+        erp = ERPClient(ERPSettings(base_url=urls["erp"], token=ERP_TOKEN))
         window_orders = Window(start, start + timedelta(minutes=5), ORDER_LIST_OVERLAP)
         window_events = Window(start, start + timedelta(minutes=5), STRIPE_EVENT_OVERLAP)
         before = {name: counts(url) for name, url in urls.items()}
@@ -180,7 +285,7 @@ def main() -> None:
             timings[name] = time.perf_counter() - wall
             cpu[name] = time.process_time() - used
 
-        sitecore = OrderCloudBackend(ordercloud)
+        sitecore = sitecore_backend(args.backend, urls)
         stage("orders_to_stripe", sync_orders_to_stripe, sitecore, gateway, store, window_orders)
         pay_before = counts(urls["stripe"])
         paid = pay_everything(urls["stripe"], MAX_WORKERS)
@@ -194,12 +299,16 @@ def main() -> None:
         made["stripe"] -= shopper_requests
         total_requests = sum(made.values())
         total_seconds = sum(timings.values())
-        floor_seconds = floor(urls["stripe"], total_requests, MAX_WORKERS)
+        if args.backend == "xc":
+            floor_seconds = xc_floor(urls, made, MAX_WORKERS)
+        else:
+            floor_seconds = floor(urls["stripe"], total_requests, MAX_WORKERS)
         budget_bound = max(floor_seconds, made["stripe"] / gateway.settings.budget_rate)
         print(
             json.dumps(
                 {
                     "benchmark": "order_to_cash_throughput",
+                    "backend": args.backend,
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                     f"Python {platform.python_version()}",
                     "orders": args.orders,
