@@ -11,7 +11,8 @@ The DAG's tasks, each safe to rerun:
    the day's flags (one row per order and rule that fired, with the evidence); high-severity
    flags raise a data alert;
 3. ``publish`` writes the day's CSV and HTML;
-4. ``write_reviews`` (off by default) writes ``xp.FraudReview`` on each flagged order.
+4. ``write_reviews`` (off by default) writes the fraud review annotation on each flagged order
+   (OrderCloud ``xp.FraudReview``, on XC the integration's component; the backend shapes it).
 """
 
 from __future__ import annotations
@@ -355,7 +356,7 @@ def write_reviews(
     period: ReportPeriod,
     settings: FraudSettings,
 ) -> RunSummary:
-    """Merge the day's flags into each flagged order's ``xp.FraudReview``: the rules and days
+    """Merge the day's flags into each flagged order's fraud review: the rules and days
     accumulate, the highest severity stays, and a ``Status`` someone set is kept."""
     summary = RunSummary()
     if not settings.write_fraud_review:
