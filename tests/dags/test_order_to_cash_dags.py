@@ -11,7 +11,6 @@ from stripe_sitecore.backends.ordercloud.client import OrderCloudClient, OrderCl
 from stripe_sitecore.store import StateStore
 from tests.harness.airflow import run_dag
 from tests.harness.services import (
-    ERP_TOKEN,
     ORDERCLOUD_CLIENT_ID,
     ORDERCLOUD_CLIENT_SECRET,
     STRIPE_TEST_KEY,
@@ -118,7 +117,8 @@ def test_every_path_through_real_dag_runs_ends_in_the_right_state_on_all_three_s
     sandbox.advance_clock(30)
     requests.post(
         f"{sandbox.ordercloud_url}/_sandbox/orders/o-edit/totals",
-        json={"Total": 35.5, "Subtotal": 35.5},
+        # Express shipping chosen after submit: the total follows, and still adds up.
+        json={"ShippingCost": 5.5, "Total": 35.5},
         timeout=10,
     ).raise_for_status()
     ordercloud.request("POST", "/orders/Incoming/o-cancel/cancel")
@@ -155,10 +155,21 @@ def test_every_path_through_real_dag_runs_ends_in_the_right_state_on_all_three_s
         assert [p["Amount"] for p in payments] == ([amount] if amount else []), order_id
     assert len(client.v1.payment_intents.list().data) == len(orders)
     assert client.v1.payment_intents.retrieve(pis["o-cancel"].id).status == "canceled"
-    erp_orders = requests.get(
-        f"{sandbox.erp_url}/orders", headers={"Authorization": f"Bearer {ERP_TOKEN}"}, timeout=10
-    ).json()["orders"]
+    erp_orders = requests.get(f"{sandbox.erp_url}/_sandbox/erp/v1/orders", timeout=10).json()[
+        "orders"
+    ]
     assert sorted(o["order_id"] for o in erp_orders) == sorted(
         k for k, (status, _) in expected.items() if status == "Paid"
     )
+    for erp_order in erp_orders:
+        # The complete order: its lines as OrderCloud has them, reserved, and the outcome
+        # written back onto the order for customer service.
+        order_id = erp_order["order_id"]
+        lines = ordercloud.get_worksheet(order_id)["LineItems"]
+        assert [(x["line_id"], x["sku"], x["quantity"]) for x in erp_order["lines"]] == [
+            (x["ID"], x["ProductID"], x["Quantity"]) for x in lines
+        ], order_id
+        fulfillment = ordercloud.get_order(order_id)["xp"]["Fulfillment"]
+        assert fulfillment["ERPOrderNumber"] == erp_order["erp_order_id"], order_id
+        assert fulfillment["Status"] == "Reserved", order_id
     assert [s["created"] for s in final] == [0, 0, 0]
