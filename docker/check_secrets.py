@@ -8,7 +8,9 @@ hands the other services, after interpolation, so what is checked is what would 
 A value is refused when it is empty, looks like a placeholder (``change-me…``, ``replace_me``,
 ``changeme``, ``password``, …), or is the value ``.env.example`` gives it (the file is read, its
 commented-out examples included). Connections (``AIRFLOW_CONN_*``, JSON or URI) are checked field
-by field: the password and every extra whose name says secret, token, key or password.
+by field: the password and every extra whose name says secret, token, key or password. Of the
+Sitecore connections, the one the deployment's backend (``AIRFLOW_VAR_STRIPE_SITECORE_BACKEND``,
+default ``ordercloud``) needs is required; the other is checked only when set.
 ``AIRFLOW_FERNET_KEY`` must also be a Fernet key, ``FLOWER_BASIC_AUTH`` ``user:password`` pairs.
 
 Values are never printed: the message names the variable, the field and the rule.
@@ -38,6 +40,13 @@ PLACEHOLDER = re.compile(
 )
 # Connections that are optional: checked only when set (an empty one means "no such channel").
 OPTIONAL = re.compile(r"^AIRFLOW_CONN_ALERT_")
+# The Sitecore connection each backend needs (docs/xc.md). The Variable stripe_sitecore_backend
+# picks one; that connection is required, the other backend's is checked only when set.
+BACKEND_VARIABLE = "AIRFLOW_VAR_STRIPE_SITECORE_BACKEND"
+BACKEND_CONNECTIONS = {
+    "ordercloud": "AIRFLOW_CONN_ORDERCLOUD_DEFAULT",
+    "xc": "AIRFLOW_CONN_SITECORE_XC_DEFAULT",
+}
 
 
 def read_env_file(path: Path, *, commented: bool = False) -> dict[str, str]:
@@ -116,10 +125,17 @@ def problems(env: Mapping[str, str], example: Mapping[str, str]) -> Iterator[str
     names = {n for n in example if is_secret_variable(n)} | {
         n for n in env if n.startswith("AIRFLOW_CONN_")
     }
+    backend = env.get(BACKEND_VARIABLE, "").strip() or "ordercloud"
+    if backend not in BACKEND_CONNECTIONS:
+        known = ", ".join(sorted(BACKEND_CONNECTIONS))
+        yield f"{BACKEND_VARIABLE}: is {backend!r}, not one of {known}"
+        return
+    optional = set(BACKEND_CONNECTIONS.values()) - {BACKEND_CONNECTIONS[backend]}
+    names.add(BACKEND_CONNECTIONS[backend])
     for name in sorted(names):
         value = env.get(name, "")
-        if OPTIONAL.match(name) and not value.strip():
-            continue  # a channel not configured
+        if (OPTIONAL.match(name) or name in optional) and not value.strip():
+            continue  # a channel not configured, or the other backend's connection
         if name.startswith("AIRFLOW_CONN_"):
             if not value.strip():
                 yield f"{name}: is empty"

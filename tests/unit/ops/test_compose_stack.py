@@ -178,7 +178,11 @@ def test_init_migrates_both_databases_and_creates_the_pools(compose):
 METADATA_DB = {"POSTGRES_PASSWORD"}
 AIRFLOW_KEYS = {"AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"}
 STATE_DB = {"STATE_DB_PASSWORD"}
-COMMERCE = {"AIRFLOW_CONN_STRIPE_DEFAULT", "AIRFLOW_CONN_ORDERCLOUD_DEFAULT"}
+COMMERCE = {
+    "AIRFLOW_CONN_STRIPE_DEFAULT",
+    "AIRFLOW_CONN_ORDERCLOUD_DEFAULT",
+    "AIRFLOW_CONN_SITECORE_XC_DEFAULT",
+}
 ERP = {"AIRFLOW_CONN_ERP_DEFAULT"}
 ALERTS = {"AIRFLOW_CONN_ALERT_SMTP", "AIRFLOW_CONN_ALERT_SLACK", "AIRFLOW_CONN_ALERT_WEBHOOK"}
 # What each service uses (the reasons are in docker-compose.yaml, next to each service).
@@ -274,7 +278,11 @@ def test_the_secrets_check_sees_every_secret_as_compose_hands_it_over(compose):
     referenced = {m["name"] for m in VARIABLE.finditer(text)}
     in_compose = {name for name in referenced if script.is_secret_variable(name)}
     assert in_compose <= set(secret_names()), in_compose - set(secret_names())
-    assert check["environment"] == {name: f"${{{name}:-}}" for name in secret_names()}
+    # Every secret, and the backend that says which Sitecore connection is required.
+    assert check["environment"] == {
+        **{name: f"${{{name}:-}}" for name in secret_names()},
+        "AIRFLOW_VAR_STRIPE_SITECORE_BACKEND": "${STRIPE_SITECORE_BACKEND:-ordercloud}",
+    }
     mounts = dict(volume.rsplit(":", 1)[0].split(":") for volume in check["volumes"])
     assert mounts == {
         "./docker/check_secrets.py": "/opt/stripe-sitecore/docker/check_secrets.py",

@@ -21,6 +21,8 @@ from tests.unit.ops.secret_env import (
 )
 
 OPTIONAL = {"AIRFLOW_CONN_ALERT_SMTP", "AIRFLOW_CONN_ALERT_SLACK", "AIRFLOW_CONN_ALERT_WEBHOOK"}
+# The Sitecore connection of the backend a deployment does not use (OrderCloud by default).
+OTHER_BACKEND = {"AIRFLOW_CONN_SITECORE_XC_DEFAULT"}
 
 
 def check(env: dict[str, str]) -> tuple[int, list[str]]:
@@ -49,7 +51,7 @@ def test_env_example_as_shipped_is_refused_naming_every_secret():
     returncode, refused = check(example_env())
 
     assert returncode == 1
-    assert refused_names(refused) == set(secret_names()) - OPTIONAL
+    assert refused_names(refused) == set(secret_names()) - OPTIONAL - OTHER_BACKEND
     # Both secrets of the Stripe connection, each by its field.
     assert "AIRFLOW_CONN_STRIPE_DEFAULT password: is a placeholder" in refused
     assert "AIRFLOW_CONN_STRIPE_DEFAULT extra.webhook_secret: is a placeholder" in refused
@@ -67,9 +69,26 @@ def test_the_optional_alert_channels_are_checked_only_when_set():
     assert check(env) == (0, [])
 
 
+def test_only_the_backends_sitecore_connection_is_required():
+    ordercloud, xc = "AIRFLOW_CONN_ORDERCLOUD_DEFAULT", "AIRFLOW_CONN_SITECORE_XC_DEFAULT"
+    # OrderCloud (the default): XC's connection may be unset, but is checked when set.
+    assert check({**filled_env(), xc: ""}) == (0, [])
+    assert check({**filled_env(), xc: example_env(commented=True)[xc]})[1] == [
+        f"{xc} password: is the example value from .env.example"
+    ]
+    # XC: its connection is required and OrderCloud's may go.
+    on_xc = {**filled_env(), "AIRFLOW_VAR_STRIPE_SITECORE_BACKEND": "xc", ordercloud: ""}
+    assert check(on_xc) == (0, [])
+    assert check({**on_xc, xc: ""}) == (1, [f"{xc}: is empty"])
+    assert check({**filled_env(), "AIRFLOW_VAR_STRIPE_SITECORE_BACKEND": "sap"}) == (
+        1,
+        ["AIRFLOW_VAR_STRIPE_SITECORE_BACKEND: is 'sap', not one of ordercloud, xc"],
+    )
+
+
 @pytest.mark.parametrize("name", sorted(set(secret_names()) - OPTIONAL))
 def test_one_secret_left_at_its_example_value_is_refused_by_name(name):
-    env = {**filled_env(), name: example_env()[name]}
+    env = {**filled_env(), name: example_env(commented=True)[name]}
 
     returncode, refused = check(env)
 
