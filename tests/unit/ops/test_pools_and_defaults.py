@@ -36,6 +36,7 @@ RUN_LIMITS = {
     "sitecore_orders_to_stripe": timedelta(minutes=15),
     "stripe_events_to_sitecore": timedelta(minutes=15),
     "paid_orders_to_erp": timedelta(minutes=15),
+    "realtime_order_to_cash": timedelta(minutes=15),
     "customer_sync": timedelta(minutes=45),
     "reconciliation_daily": timedelta(hours=2),
     "fraud_report_daily": timedelta(hours=2),
