@@ -46,6 +46,8 @@ from stripe_sitecore.flows.orders_to_stripe import ORDER_LIST_OVERLAP, sync_orde
 from stripe_sitecore.flows.payments_to_sitecore import STRIPE_EVENT_OVERLAP, apply_stripe_events
 from stripe_sitecore.store import StateStore
 
+# Where the JSON figures go: stdout, which the script keeps for them alone when run.
+FIGURES = sys.stdout
 STRIPE_KEY = "sk_test_benchmark_fake_000000000000"
 ERP_TOKEN = "erp-benchmark-token"
 # Where each backend's orders are seeded (the simulators' control routes, not counted).
@@ -340,7 +342,9 @@ def main() -> None:
                     "fits_5_minute_interval": total_seconds < 300,
                 },
                 indent=2,
-            )
+            ),
+            file=FIGURES,
+            flush=True,
         )
     finally:
         process.terminate()
@@ -348,4 +352,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # The flows log to stdout; the JSON figures must be all that stdout holds.
+    FIGURES = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     main()
