@@ -80,6 +80,13 @@ trap cleanup INT TERM EXIT
 echo "==> migrating the Airflow metadata database ($AIRFLOW_HOME)"
 airflow db migrate >"$AIRFLOW_HOME/logs/db-migrate.log" 2>&1 || {
   tail -n 40 "$AIRFLOW_HOME/logs/db-migrate.log"; exit 1; }
+if [ -z "${AIRFLOW_CONN_STRIPE_SITECORE_STATE:-}" ] \
+  && [[ "$AIRFLOW_CONN_STRIPE_DEFAULT" == *"$SANDBOX_WEBHOOK_SECRET"* ]]; then
+  # The simulators start empty every time: last run's links would name PaymentIntents that no
+  # longer exist, so the default state database starts afresh with them (the reports' files and
+  # Airflow's run history stay).
+  rm -f "$AIRFLOW_HOME/stripe_sitecore_state.db"
+fi
 echo "==> migrating the integration's state database"
 python -m stripe_sitecore.store migrate
 echo "==> creating the pools (include/stripe_sitecore/pools.py)"
