@@ -223,6 +223,9 @@ def test_a_newcomer_walks_the_guide(demo, playwright_browser, artifacts):  # noq
         mismatch = planted["amount mismatch"]
         page.goto(f"{stack.base_url}{UI}/reports/reconciliation/{mismatch.day}.html")
         assert mismatch.order_id in page.content() and "amount_mismatch" in page.content()
+        # The day's own report file reads on the phone too (its tables scroll inside it).
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], width
         shot("reconciliation-day")
 
         # 7. Fix and replay a dead letter.

@@ -382,9 +382,13 @@ def reconciliation_html(
     )
 
 
+# Readable on a phone too: the chart scales down, a wide table scrolls inside the page.
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+@media (max-width: 600px) { body { margin: 0.75em; } }
+svg { max-width: 100%; height: auto; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; display: block; overflow-x: auto;
+  max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.bad td { background: #fdecea; }
@@ -394,6 +398,7 @@ tr.bad td { background: #fdecea; }
 _RECONCILIATION_HTML = (
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Reconciliation {{ period.day }}</title>
 <style>"""
     + _STYLE
@@ -481,6 +486,7 @@ def fraud_html(
 _FRAUD_HTML = (
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Fraud flags {{ period.day }}</title>
 <style>"""
     + _STYLE
