@@ -40,6 +40,8 @@ DATES = {
     "reconciliation_daily": INTERVAL_START.replace(hour=2),
     "fraud_report_daily": INTERVAL_START.replace(hour=2),
     "dead_letter_replay": FIVE_MINUTE_RUN,
+    # Asset-scheduled: the date only names the run; the drain reads the inbox, empty here.
+    "realtime_order_to_cash": FIVE_MINUTE_RUN,
 }
 CLI_TIMEOUT_SECONDS = 240
 
