@@ -11,6 +11,10 @@ process, and the state database in a fresh PostgreSQL database (127.0.0.1:5432).
   order submit, Stripe's events) and ``realtime_order_to_cash`` is unpaused;
 - ``--webhooks off``: no webhooks, no fast path: only the 5-minute DAGs move orders.
 
+``--executor celery`` runs the production topology of docker-compose.yaml instead: the
+CeleryExecutor with an ``airflow celery worker`` (concurrency 2), the broker in Redis
+(127.0.0.1:6379, db 14) and the metadata in a throwaway PostgreSQL database.
+
 The shopper pays (confirms the PaymentIntent in the Stripe simulator) as soon as the order
 shows its PaymentIntent, as a checkout page would.
 
@@ -20,9 +24,11 @@ shows its PaymentIntent, as a checkout page would.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +48,7 @@ import stripe  # noqa: E402
 from sandbox.ordercloud_sim import SUBMIT_ROUTE  # noqa: E402
 from sandbox.testing import start_sandbox  # noqa: E402
 from stripe_sitecore.store import StateStore  # noqa: E402
+from tests.e2e.airflow_postgres import airflow_metadata_db  # noqa: E402
 from tests.harness.airflow import DAGS_FOLDER, STACK_COMPONENTS, AirflowStack, _free_port  # noqa: E402
 from tests.harness.services import (  # noqa: E402
     ERP_TOKEN,
@@ -55,6 +62,50 @@ WEBHOOK_SECRET = "whsec_benchmark_fake_000000000000000000"
 OC_HASH_KEY = "oc-hash-key-benchmark-fake"
 FIVE_MINUTE_DAGS = ("sitecore_orders_to_stripe", "stripe_events_to_sitecore", "paid_orders_to_erp")
 REALTIME_DAG = "realtime_order_to_cash"
+CELERY_BROKER = os.environ.get("CELERY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+@contextlib.contextmanager
+def celery_topology(env: dict[str, str]):
+    """The CeleryExecutor settings on a fresh PostgreSQL metadata DB; yields the env to add."""
+    from cryptography.fernet import Fernet
+
+    with airflow_metadata_db(POSTGRES_ADMIN_URL) as metadata_url:
+        yield {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": CELERY_BROKER,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url,
+            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex * 2,
+            "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex * 2,
+        }
+
+
+@contextlib.contextmanager
+def celery_worker(stack: AirflowStack, env: dict[str, str]):
+    log_path = stack.home / "logs" / "celery-worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "celery", "worker",
+             "--concurrency", "2", "--skip-serve-logs", "--without-gossip"],
+            env=stack._process_env(env), cwd=stack.home, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while b" ready." not in log_path.read_bytes():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log_path.read_text(errors="replace")[-3000:])
+            time.sleep(0.5)
+        yield worker
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
@@ -182,6 +233,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--rate", type=float, default=1.0, help="orders per second")
     parser.add_argument("--webhooks", choices=("on", "off"), default="on")
+    parser.add_argument("--executor", choices=("local", "celery"), default="local")
     parser.add_argument("--timeout", type=float, default=900, help="seconds after the last order")
     parser.add_argument(
         "--preload",
@@ -217,11 +269,17 @@ def main() -> None:
             "from stripe_sitecore.realtime.preload import preload_for_task_forks\n\n"
             "preload_for_task_forks()\n"
         )
+    cleanup = contextlib.ExitStack()
+    if args.executor == "celery":
+        env.update(cleanup.enter_context(celery_topology(env)))
     started = time.monotonic()
     stack.start(env, metadata_db(home / "meta"), timeout=300)
+    cleanup.callback(stack.stop)  # before the metadata DB goes
+    if args.executor == "celery":
+        cleanup.enter_context(celery_worker(stack, env))
     startup = time.monotonic() - started
     result: dict = {"webhooks": args.webhooks, "preload": args.preload, "orders": args.orders,
-                    "rate_per_s": args.rate}  # fmt: skip
+                    "rate_per_s": args.rate, "executor": args.executor}  # fmt: skip
     try:
         for dag_id in FIVE_MINUTE_DAGS + ((REALTIME_DAG,) if webhooks else ()):
             stack.unpause(dag_id)
@@ -277,7 +335,7 @@ def main() -> None:
             result["fast_path"] = run_breakdown(stack)
         result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
     finally:
-        stack.stop()
+        cleanup.close()
         sandbox.stop()
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
