@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,3 +173,61 @@ def _describe(error: BaseException) -> str:
     if text.startswith("<") and ">: " in text:
         text = text.split(">: ", 1)[1]
     return f"{type(error).__name__}: {text}"
+
+
+class BearerToken:
+    """An OAuth access token shared by a client's threads.
+
+    ``fetch`` asks the token endpoint and returns ``(token, lifetime in seconds)``. The token is
+    fetched when missing or about to expire (``refresh_margin`` early, or a tenth of the
+    lifetime for short-lived tokens), or when ``stale`` (a token the API just refused) is still
+    the current one: of many threads that saw the same 401, only the first fetches a new token.
+    ``on_secret`` is told every token as it arrives, so the hook can mask it in logs.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], tuple[str, float]],
+        *,
+        refresh_margin: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_secret: Callable[[str], None] | None = None,
+    ):
+        self._fetch = fetch
+        self._margin = refresh_margin
+        self._clock = clock
+        self._on_secret = on_secret
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> str | None:
+        """The token held now, without fetching one (None before the first request)."""
+        return self._token
+
+    def get(self, *, stale: str | None = None) -> str:
+        with self._lock:
+            if (
+                self._token is None
+                or self._clock() >= self._refresh_at
+                or (stale is not None and self._token == stale)
+            ):
+                token, lifetime = self._fetch()
+                if self._on_secret is not None:
+                    self._on_secret(token)
+                margin = min(self._margin, lifetime / 10)
+                self._token, self._refresh_at = token, self._clock() + lifetime - margin
+            return self._token
+
+
+def send_with_bearer(
+    token: BearerToken, send: Callable[[str], requests.Response]
+) -> requests.Response:
+    """``send(token)`` with the current token; a 401 on a token we thought valid (revoked, or
+    expired early) refreshes it and sends once more."""
+    current = token.get()
+    response = send(current)
+    if response.status_code == 401:
+        response = send(token.get(stale=current))
+    return response

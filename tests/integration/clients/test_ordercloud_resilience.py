@@ -191,7 +191,7 @@ def test_resets_and_timeouts_are_retried_and_then_raised_typed(sim):
     assert raised.value.status is None and raised.value.attempts == 3
     assert "ReadTimeoutError" in str(raised.value) and "after 3 attempts" in str(raised.value)
     # The chained requests error holds the request, bearer token included; its text does not.
-    assert client._token not in exception_texts(raised.value)
+    assert client._token.current not in exception_texts(raised.value)
 
     sim.clear_faults()
     unreachable = OrderCloudClient(

@@ -293,7 +293,7 @@ def test_resets_and_timeouts_are_retried_then_raised_typed_without_the_token(sim
         client.get_order(order_id)
     assert raised.value.status is None and raised.value.attempts == 3
     assert "ReadTimeoutError" in str(raised.value)
-    assert client._token not in exception_texts(raised.value)
+    assert client._token.current not in exception_texts(raised.value)
 
     sim.clear_faults()
     unreachable = XCClient(xc_settings(sim, base_url=closed_port_url(), max_retries=1))
@@ -523,7 +523,7 @@ def test_customers_are_added_found_by_email_listed_and_never_duplicated(sim):
     ada = client.add_customer(email="ada@example.com", first_name="Ada", last_name="Lovelace")
     assert ada["Id"].startswith("Entity-Customer-") and ada["AccountStatus"] == "ActiveAccount"
     # The access token, and the password generated for the customer: both masked.
-    assert len(made) == 2 and client._token in made
+    assert len(made) == 2 and client._token.current in made
     with pytest.raises(XCAlreadyExists) as taken:
         client.add_customer(email="ADA@example.com")
     assert classify(taken.value) is ErrorKind.FINAL
@@ -618,7 +618,7 @@ def test_hook_reads_the_extras_and_masks_every_secret(sim, xc_connection):
     assert client.settings.token_url == f"{sim.xc_url}/connect/token"
     client.check_credentials()
     assert redact(XC_ADMIN_PASSWORD) != XC_ADMIN_PASSWORD
-    assert redact(client._token) != client._token
+    assert redact(client._token.current) != client._token.current
 
     xc_connection(
         login=None,

@@ -67,7 +67,7 @@ def test_hooks_mask_every_secret_they_read_or_obtain(connections):
     client = oc_hook.get_conn()
     client.check_credentials()
     erp_hook.get_conn()
-    access_token = client._token
+    access_token = client._token.current
     assert access_token in connections.ordercloud._tokens
 
     secrets = [

@@ -10,7 +10,6 @@ raised as an ``OrderCloudError`` subclass, never as a bare transport exception.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,10 +22,12 @@ import requests
 
 from stripe_sitecore.backends.base import SitecoreAlreadyExists, SitecoreNotFound
 from stripe_sitecore.clients.http import (
+    BearerToken,
     RetryNotice,
     attempts_made,
     path_segment,
     retrying_session,
+    send_with_bearer,
     transport_failure,
 )
 from stripe_sitecore.errors import APIError, ErrorKind
@@ -255,11 +256,12 @@ class OrderCloudClient:
             on_retry=on_retry,
             sleep=sleep,
         )
-        self._on_secret = on_secret
-        self._clock = clock
-        self._token: str | None = None
-        self._token_refresh_at = 0.0
-        self._token_lock = threading.Lock()
+        self._token = BearerToken(
+            self._fetch_token,
+            refresh_margin=settings.token_refresh_margin,
+            clock=clock,
+            on_secret=on_secret,
+        )
 
     @property
     def _timeout(self) -> tuple[float, float]:
@@ -275,7 +277,7 @@ class OrderCloudClient:
             raise OrderCloudUnavailable(None, method, path, errors, attempts=attempts) from exc
 
     # --- auth -------------------------------------------------------------------------
-    def _fetch_token(self) -> None:
+    def _fetch_token(self) -> tuple[str, float]:
         s = self.settings
         form = {"grant_type": s.grant_type, "client_id": s.client_id, "scope": s.scope}
         if s.grant_type == "password":
@@ -301,28 +303,7 @@ class OrderCloudClient:
                 attempts=attempts_made(response),
             )
         body = response.json()
-        token = body["access_token"]
-        if self._on_secret is not None:
-            self._on_secret(token)
-        lifetime = float(body.get("expires_in", 600))
-        # A minute early, or a tenth of the lifetime for short-lived tokens.
-        margin = min(self.settings.token_refresh_margin, lifetime / 10)
-        self._token = token
-        self._token_refresh_at = self._clock() + lifetime - margin
-
-    def _bearer(self, *, stale: str | None = None) -> str:
-        """The current token, fetched when missing or about to expire, or when ``stale`` (a
-        token the API just refused) is still the current one: of many threads that saw the
-        same 401, only the first fetches a new token."""
-        with self._token_lock:
-            if (
-                self._token is None
-                or self._clock() >= self._token_refresh_at
-                or (stale is not None and self._token == stale)
-            ):
-                self._fetch_token()
-            assert self._token is not None
-            return self._token
+        return body["access_token"], float(body.get("expires_in", 600))
 
     # --- requests ---------------------------------------------------------------------
     def request(
@@ -336,22 +317,17 @@ class OrderCloudClient:
         url = f"{self.settings.base_url.rstrip('/')}/v1{path}"
         content_type = {} if json is None else {"Content-Type": "application/json"}
         data = None if json is None else _json_encoder.encode(json)
-        token = self._bearer()
-        response = None
-        for attempt in range(2):
-            response = self._send(
+        response = send_with_bearer(
+            self._token,
+            lambda token: self._send(
                 method,
                 path,
                 url,
                 params=params,
                 data=data,
                 headers={"Authorization": f"Bearer {token}", **content_type},
-            )
-            # A 401 on a token we thought valid: revoked or expired early. Refresh once.
-            if response.status_code != 401 or attempt == 1:
-                break
-            token = self._bearer(stale=token)
-        assert response is not None
+            ),
+        )
         if response.status_code >= 400:
             body = _json_or_none(response)
             errors = body.get("Errors") if isinstance(body, dict) else None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -42,10 +41,12 @@ import requests
 
 from stripe_sitecore.backends.base import SitecoreAlreadyExists, SitecoreNotFound
 from stripe_sitecore.clients.http import (
+    BearerToken,
     RetryNotice,
     attempts_made,
     path_segment,
     retrying_session,
+    send_with_bearer,
     transport_failure,
 )
 from stripe_sitecore.errors import APIError, ErrorKind
@@ -552,10 +553,12 @@ class XCClient:
             sleep=sleep,
         )
         self._on_secret = on_secret
-        self._clock = clock
-        self._token: str | None = None
-        self._token_refresh_at = 0.0
-        self._token_lock = threading.Lock()
+        self._token = BearerToken(
+            self._fetch_token,
+            refresh_margin=settings.token_refresh_margin,
+            clock=clock,
+            on_secret=on_secret,
+        )
 
     def close(self) -> None:
         self.session.close()
@@ -578,7 +581,7 @@ class XCClient:
             raise XCUnavailable(None, method, path, messages, attempts=attempts) from exc
 
     # --- auth -----------------------------------------------------------------------------
-    def _fetch_token(self) -> None:
+    def _fetch_token(self) -> tuple[str, float]:
         s = self.settings
         form = {"grant_type": s.grant_type, "client_id": s.client_id, "scope": s.token_scope}
         if s.grant_type == "password":
@@ -614,29 +617,11 @@ class XCClient:
                 TOKEN_PATH,
                 [{"Code": "Error", "Text": "the token answer has no access_token"}],
             )
-        self._secret(token)
         try:
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):
             lifetime = 3600.0
-        # A minute early, or a tenth of the lifetime for short-lived tokens.
-        margin = min(self.settings.token_refresh_margin, lifetime / 10)
-        self._token = token
-        self._token_refresh_at = self._clock() + lifetime - margin
-
-    def _bearer(self, *, stale: str | None = None) -> str:
-        """The current token, fetched when missing or about to expire, or when ``stale`` (a
-        token the engine just refused) is still the current one: of many threads that saw the
-        same 401, only the first fetches a new token."""
-        with self._token_lock:
-            if (
-                self._token is None
-                or self._clock() >= self._token_refresh_at
-                or (stale is not None and self._token == stale)
-            ):
-                self._fetch_token()
-            assert self._token is not None
-            return self._token
+        return token, lifetime
 
     # --- requests ---------------------------------------------------------------------------
     def _context_headers(self, customer_id: str | None, currency: str | None) -> dict[str, str]:
@@ -673,22 +658,17 @@ class XCClient:
         if json is not None:
             headers["Content-Type"] = "application/json"
         data = None if json is None else _json_encoder.encode(json)
-        token = self._bearer()
-        response = None
-        for attempt in range(2):
-            response = self._send(
+        response = send_with_bearer(
+            self._token,
+            lambda token: self._send(
                 method,
                 api_path,
                 url,
                 params=params,
                 data=data,
                 headers={**headers, "Authorization": f"Bearer {token}"},
-            )
-            # A 401 on a token we thought valid: revoked or expired early. Refresh once.
-            if response.status_code != 401 or attempt == 1:
-                break
-            token = self._bearer(stale=token)
-        assert response is not None
+            ),
+        )
         attempts = attempts_made(response)
         body: Any = None
         if response.content:
