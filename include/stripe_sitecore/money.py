@@ -12,6 +12,7 @@ says which one (``money.exact_minor_units``, ``money.minimum_charge``, ...).
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
 THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
@@ -143,6 +144,18 @@ def to_minor_units(amount: Decimal | int | str, currency: str) -> int:
     if code in TWO_DECIMAL_WHOLE_UNITS and minor % 100:
         raise MoneyError(f"{value} {code}: Stripe accepts only whole units of {code}")
     return minor
+
+
+def to_minor_units_or_none(amount: Any, currency: str | None) -> int | None:
+    """What a report reads off a Sitecore order: the minor units, or None where there is no
+    amount or currency or Stripe could not take it (the report then shows the order as having
+    no comparable amount instead of failing the day)."""
+    if amount is None or not currency:
+        return None
+    try:
+        return to_minor_units(amount, currency)
+    except MoneyError:
+        return None
 
 
 def from_minor_units(minor: int, currency: str) -> Decimal:

@@ -249,3 +249,13 @@ def test_format_amount_writes_the_currencys_decimal_places(amount, currency, tex
 def test_format_amount_refuses_what_the_currency_cannot_hold(amount, currency):
     with pytest.raises(MoneyError, match="more decimal places"):
         format_amount(amount, currency)
+
+
+def test_report_amounts_are_exact_minor_units_or_none_never_a_guess():
+    from stripe_sitecore.money import to_minor_units_or_none
+
+    assert to_minor_units_or_none(Decimal("12.350"), "KWD") == 12350
+    assert to_minor_units_or_none("5400", "JPY") == 5400
+    assert to_minor_units_or_none(Decimal("19.995"), "EUR") is None  # EUR cannot carry it
+    assert to_minor_units_or_none(None, "USD") is None
+    assert to_minor_units_or_none("10.00", None) is None

@@ -22,7 +22,7 @@ from stripe_sitecore.backends.base import (
 from stripe_sitecore.backends.ordercloud import reports
 from stripe_sitecore.backends.ordercloud.client import Filters, OrderCloudClient, segment
 from stripe_sitecore.mapping import load_mapping
-from stripe_sitecore.mapping.paths import Path, is_missing
+from stripe_sitecore.mapping.paths import Path, is_missing, set_target
 from stripe_sitecore.money import MoneyError, to_minor_units
 
 MAPPINGS = BackendMappings(
@@ -139,11 +139,7 @@ class OrderCloudBackend(SitecoreBackend):
 
     def annotation_patch(self, name: str, value: Any) -> dict[str, Any]:
         patch: dict[str, Any] = {}
-        node = patch
-        *parents, leaf = self._annotation_path(name).parts
-        for part in parents:
-            node = node.setdefault(str(part), {})
-        node[str(leaf)] = value
+        set_target(patch, tuple(str(p) for p in self._annotation_path(name).parts), value)
         return patch
 
     # --- customers ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from stripe_sitecore.backends.ordercloud.client import Filters, OrderCloudClient, OrderCloudNotFound
-from stripe_sitecore.money import MoneyError, to_minor_units
+from stripe_sitecore.money import to_minor_units_or_none
 from stripe_sitecore.reports.settings import ReconciliationSettings
 
 # Payments are read one request per order; a few at a time keeps a day's read short.
@@ -72,15 +72,6 @@ def with_payments(
             yield from zip(chunk, pool.map(payments, chunk), strict=True)
 
 
-def _minor(amount: Any, currency: str | None) -> int | None:
-    if amount is None or not currency:
-        return None
-    try:
-        return to_minor_units(amount, currency)
-    except MoneyError:
-        return None
-
-
 def order_row(
     order: dict[str, Any],
     payments: list[dict[str, Any]] | None,
@@ -99,7 +90,8 @@ def order_row(
         if t.get("Type") == REFUND_TRANSACTION_TYPE and t.get("Succeeded")
     ]
     refunded_minor = sum(
-        _minor(t.get("Amount"), t.get("Currency") or currency) or 0 for t in refund_transactions
+        to_minor_units_or_none(t.get("Amount"), t.get("Currency") or currency) or 0
+        for t in refund_transactions
     )
     total = order.get("Total")
     return {
@@ -107,7 +99,7 @@ def order_row(
         "order_id": order["ID"],
         "found": True,
         "currency": currency.lower() if currency else None,
-        "total_minor": _minor(total, currency),
+        "total_minor": to_minor_units_or_none(total, currency),
         "total": None if total is None else str(Decimal(total)),
         "status": order.get("Status"),
         "payment_status": payment_status,

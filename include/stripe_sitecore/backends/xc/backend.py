@@ -66,7 +66,7 @@ from stripe_sitecore.backends.xc.client import (
 )
 from stripe_sitecore.errors import ConfigurationError, InvalidId, RecordRefused
 from stripe_sitecore.mapping import load_mapping
-from stripe_sitecore.mapping.paths import Path, is_missing
+from stripe_sitecore.mapping.paths import Path, is_missing, set_target
 from stripe_sitecore.money import MoneyError, to_minor_units
 
 log = logging.getLogger(__name__)
@@ -472,11 +472,7 @@ class XCBackend(SitecoreBackend):
 
     def annotation_patch(self, name: str, value: Any) -> dict[str, Any]:
         patch: dict[str, Any] = {}
-        node = patch
-        *parents, leaf = self._annotation_path(name).parts
-        for part in parents:
-            node = node.setdefault(str(part), {})
-        node[str(leaf)] = value
+        set_target(patch, tuple(str(p) for p in self._annotation_path(name).parts), value)
         return patch
 
     # --- customers ------------------------------------------------------------------------

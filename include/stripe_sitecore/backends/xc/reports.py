@@ -33,7 +33,7 @@ from stripe_sitecore.backends.xc.client import (
     parse_instant,
     parse_money,
 )
-from stripe_sitecore.money import MoneyError, to_minor_units
+from stripe_sitecore.money import to_minor_units_or_none
 from stripe_sitecore.reports.settings import ReconciliationSettings
 
 # Orders and their sales activities are read one request each; a few at a time.
@@ -99,15 +99,6 @@ def with_sales_activities(
             yield from zip(chunk, pool.map(activities, chunk), strict=True)
 
 
-def _minor(amount: Any, currency: str | None) -> int | None:
-    if amount is None or not currency:
-        return None
-    try:
-        return to_minor_units(amount, currency)
-    except MoneyError:
-        return None
-
-
 def payment_facts(activities: Iterable[dict[str, Any]]) -> tuple[int, int]:
     """(settled, refunded) minor units of the integration's federated payment, from the sales
     activities: settled charges of a payment whose id is a PaymentIntent's; refunds are the
@@ -130,14 +121,14 @@ def payment_facts(activities: Iterable[dict[str, Any]]) -> tuple[int, int]:
         ours = str(payment.get("Id") or "").startswith(PAYMENT_INTENT_PREFIX)
         if ours and activity.get("PaymentStatus") in SETTLED_STATUSES:
             money = parse_money(activity["ActivityAmount"], "ActivityAmount")
-            settled += _minor(money.amount, money.currency) or 0
+            settled += to_minor_units_or_none(money.amount, money.currency) or 0
     for activity, payment in negatives:
         if payment.get("TransactionId") in charge_ids:
             continue  # a void: the payment was released, nothing was refunded
         if not str(payment.get("Id") or "").startswith(PAYMENT_INTENT_PREFIX):
             continue
         money = parse_money(activity["ActivityAmount"], "ActivityAmount")
-        refunded += _minor(-money.amount, money.currency) or 0
+        refunded += to_minor_units_or_none(-money.amount, money.currency) or 0
     return settled, refunded
 
 
@@ -172,7 +163,7 @@ def order_row(
         "order_id": order["Id"],
         "found": True,
         "currency": currency.lower() if currency else None,
-        "total_minor": _minor(amount, currency),
+        "total_minor": to_minor_units_or_none(amount, currency),
         "total": None if amount is None else str(Decimal(amount)),
         "status": REPORT_STATUSES.get(status, status),
         "payment_status": payment_status,
